@@ -1,0 +1,156 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""A tiny, randomly initialised Qwen2-style causal LM with a real tokenizer and chat template.
+
+No weights can be downloaded on the machines tests and the CPU demo run on, so both build this
+model locally in a second or two: a byte-level BPE tokenizer trained on R3-style text, the
+ChatML template (so verl picks its Qwen continuous-token builder), and a 2-layer Qwen2 model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+CHATML_TEMPLATE = (
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\\n' }}"
+    "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}"
+    "{{- 'You may call these tools. Answer with <tool_call>{\"name\": ..., \"arguments\": ...}</tool_call>:' }}"
+    "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (tools and loop.first and message['role'] == 'system') %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+_CORPUS_SEED = (
+    "Using the numbers [3, 7, 25], create an equation that equals 46. You can use basic arithmetic "
+    "operations (+, -, *, /) and each number can only be used once. Show your work in <think> </think> "
+    "tags. And return the final answer in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>.",
+    "You tried solving the problem and got the wrong answer. Reflect on what went wrong and write a short "
+    "explanation that will help you do better next time.",
+    "Now try again. I used 25 twice and forgot 7. The target was 46, not 45.",
+    "<think> 25 + 3 * 7 = 46 </think> <answer> 25 + 3 * 7 </answer>",
+    '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}</tool_call>',
+    "system user assistant tool reflection retry wrong numbers target equation",
+)
+
+
+def _corpus(n: int = 400, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    lines = list(_CORPUS_SEED)
+    ops = "+-*/"
+    for _ in range(n):
+        nums = [rng.randint(1, 100) for _ in range(rng.choice((3, 4)))]
+        expr = f" {rng.choice(ops)} ".join(str(x) for x in nums)
+        lines.append(f"<answer> {expr} </answer> numbers {nums} target {rng.randint(1, 100)}")
+    return lines
+
+
+def build_tiny_tokenizer(vocab_size: int = 512):
+    """Train a byte-level BPE tokenizer with ChatML special tokens; returns a PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def build_tiny_model(
+    out_dir: str | os.PathLike,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random Qwen2 causal LM + tokenizer to ``out_dir`` and return the path.
+
+    Loadable with ``AutoModelForCausalLM`` / ``AutoTokenizer`` (and by vLLM and verl).
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=True
+    )
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "r3_tiny_model.json").write_text(json.dumps({"built_by": "r3_plugin.tiny_model", "seed": seed}))
+    return out
+
+
+def default_tiny_model_dir() -> Path:
+    """A per-user cache location for the demo's tiny model (built on first use)."""
+    base = os.environ.get("R3_CACHE_DIR") or os.path.join(tempfile.gettempdir(), f"r3-cache-{os.getuid()}")
+    return Path(base) / "tiny-qwen2"
+
+
+def ensure_tiny_model(path: str | os.PathLike | None = None) -> Path:
+    """Return a directory holding the tiny model, building it once if it is missing."""
+    target = Path(path) if path else default_tiny_model_dir()
+    if (target / "r3_tiny_model.json").exists():
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix="tiny-", dir=target.parent if target.parent.exists() else None))
+    build_tiny_model(tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process won the race; use its copy
+        pass
+    return target
