@@ -23,7 +23,7 @@ server that omits those fields could not catch the crash they cause when dropped
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from verl.workers.rollout.replica import TokenOutput
@@ -121,15 +121,15 @@ class HFTokenServer(_ServerBase):
         )
 
 
-Script = Callable[[str], str]
+Script = Callable[[str, str], str]
 
 
 class ScriptedTokenServer(_ServerBase):
     """Answers with scripted text (tokenised, plus the end-of-turn token), to drive exact branches.
 
-    ``script(prompt_text) -> reply_text`` sees the decoded prompt, so a script can answer by turn
-    (e.g. count the assistant turns so far). ``abort_on`` / ``truncate`` make it return an aborted
-    or length-cut turn when the reply text equals that marker.
+    ``script(prompt_text, request_id) -> reply_text`` sees the decoded prompt, so a script can answer
+    by turn (count the assistant turns so far) and by session (the request id is one per episode).
+    A reply equal to :attr:`ABORT` makes the server return an aborted request.
     """
 
     ABORT = "<<abort>>"
@@ -146,7 +146,7 @@ class ScriptedTokenServer(_ServerBase):
     ) -> TokenOutput:
         self._log(request_id, prompt_ids, sampling_params)
         prompt_text = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
-        reply = self.script(prompt_text)
+        reply = self.script(prompt_text, request_id)
         fields = _server_fields(self.global_steps)
         if reply == self.ABORT:
             return TokenOutput(token_ids=[], log_probs=[], stop_reason="aborted", num_preempted=1, extra_fields=fields)
@@ -166,8 +166,24 @@ class ScriptedTokenServer(_ServerBase):
 def turn_script(*replies: str) -> Script:
     """A script answering the k-th assistant turn of any conversation with ``replies[k]``."""
 
-    def script(prompt_text: str) -> str:
-        turn = prompt_text.count("<|im_start|>assistant") - 1
-        return replies[min(turn, len(replies) - 1)]
+    def script(prompt_text: str, request_id: str = "") -> str:
+        return replies[min(_assistant_turn(prompt_text), len(replies) - 1)]
 
     return script
+
+
+def session_script(*sessions: Sequence[str]) -> Script:
+    """Session k (in order of first request) answers its assistant turns with ``sessions[k]``."""
+    order: dict[str, int] = {}
+
+    def script(prompt_text: str, request_id: str = "") -> str:
+        index = order.setdefault(request_id, len(order)) % len(sessions)
+        replies = sessions[index]
+        return replies[min(_assistant_turn(prompt_text), len(replies) - 1)]
+
+    return script
+
+
+def _assistant_turn(prompt_text: str) -> int:
+    """0 for the first assistant turn: the prompt ends with one open assistant header per turn."""
+    return prompt_text.count("<|im_start|>assistant") - 1
