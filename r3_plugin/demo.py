@@ -1,0 +1,226 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Run a handful of R3 episodes on CPU and show exactly what GRPO would train.
+
+The real path, minus GPUs: the r3_countdown recipe composed through verl's config, synthetic
+countdown tasks written as parquet and read back by verl's RLHFDataset, verl's AgentLoopWorker
+running the ``r3_agent`` loop against an in-process model server, verl's postprocessing, and
+verl's GRPO advantage estimator. Each transcript is printed with the trained span marked
+(``[[...]]``, or green), with its reward and advantage, followed by the R3 step metrics.
+
+Policies:
+  model     a tiny randomly initialised Qwen2 built locally (default). It never solves countdown,
+            so all rewards are 0 and every GRPO advantage is 0: honest, and what a model that
+            cannot yet reflect gets.
+  scripted  a noisy oracle that sometimes answers right, reflects with a real diagnosis and
+            sometimes fixes its answer, so rewards vary within a group and advantages are
+            non-zero on the reflection tokens only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import random
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_PROMPT_RE = re.compile(r"Using the numbers \[([\d,\s]+)\], create an equation that equals (\d+)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", choices=("model", "scripted"), default="model", help="who answers (see above)")
+    parser.add_argument("--model", default=None, help="HF model dir (default: the embedded tiny model, built once)")
+    parser.add_argument("--tasks", type=int, default=3, help="countdown tasks (GRPO groups), default 3")
+    parser.add_argument("--group-size", type=int, default=4, help="episodes per task (rollout.n), default 4")
+    parser.add_argument("--max-tokens", type=int, default=64, help="token cap per turn, default 64")
+    parser.add_argument("--credit", choices=("reflection", "reflection_and_retry"), default="reflection")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--show", type=int, default=4, help="transcripts to print in full, default 4")
+    parser.add_argument("--no-color", action="store_true", help="mark the trained span with [[ ]] only")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.tasks < 1 or args.group_size < 2:
+        print("r3 demo: --tasks must be >= 1 and --group-size >= 2 (GRPO needs groups)", file=sys.stderr)
+        return 2
+    return asyncio.run(_demo(args))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from r3_plugin.data.countdown import build_countdown
+    from r3_plugin.local_rollout import compose_config, grpo_advantages, load_batch, local_overrides, make_worker
+    from r3_plugin.local_rollout import rollout as run_rollout
+    from r3_plugin.tiny_model import ensure_tiny_model
+    from r3_plugin.trainer import metrics_from_extra_fields
+
+    color = not args.no_color and sys.stdout.isatty()
+    model_dir = Path(args.model) if args.model else ensure_tiny_model()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    overrides = local_overrides(str(model_dir), n=args.group_size, prompt_length=256, response_length=512)
+    overrides += [
+        f"++r3.attempt_max_tokens={args.max_tokens}",
+        f"++r3.reflection_max_tokens={args.max_tokens}",
+        f"++r3.retry_max_tokens={args.max_tokens}",
+        f"++r3.credit={args.credit}",
+    ]
+    config = compose_config(overrides)
+    _print_config(config)
+
+    with tempfile.TemporaryDirectory(prefix="r3-demo-") as tmp:
+        paths = build_countdown(tmp, train_size=args.tasks, test_size=0, seed=args.seed, progress=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # verl's dataset prints its own progress
+            batch = load_batch(str(paths["train"]), config, tokenizer)
+    server = _make_server(args, model_dir, tokenizer)
+    worker = make_worker(config, server)
+    print(f"\nRunning {args.tasks} countdown tasks x {args.group_size} episodes ({args.policy} policy) ...")
+    out = await run_rollout(worker, batch, n=args.group_size)
+    total = args.tasks * args.group_size
+    if out is None:
+        print(f"all {total} sessions were dropped (every first attempt passed): nothing to train this step")
+        return 0
+    advantages = grpo_advantages(out, config)
+    _print_trajectories(out, advantages, tokenizer, args.show, color)
+    dropped = total - len(out)
+    records, dropped_counts = out.non_tensor_batch["reward_extra_info"], out.non_tensor_batch["r3_dropped"]
+    metrics = metrics_from_extra_fields(
+        [{"reward_extra_info": r, "r3_dropped": d} for r, d in zip(records, dropped_counts, strict=True)]
+    )
+    print(f"\nR3 step metrics ({len(out)} trajectories trained, {dropped} sessions dropped):")
+    for key in sorted(metrics):
+        print(f"  {key:36s} {metrics[key]:.3f}")
+    if float(advantages.abs().sum()) == 0.0:
+        print(
+            "\nEvery advantage is 0: GRPO needs rewards that differ within a group, and this policy never "
+            "fixes its answer.\nTry `r3 demo --policy scripted` to see credit flow to the reflection tokens."
+        )
+    return 0
+
+
+def _print_config(config: Any) -> None:
+    rollout = config.actor_rollout_ref.rollout
+    actor = config.actor_rollout_ref.actor
+    print("Composed verl config: +recipe=r3_countdown (+ CPU-sized overrides)")
+    print(f"  algorithm.adv_estimator        {config.algorithm.adv_estimator}")
+    print(f"  rollout.agent.default_agent_loop {rollout.agent.default_agent_loop}   rollout.n {rollout.n}")
+    print(
+        f"  actor lr {actor.optim.lr}  scheduler {actor.optim.lr_scheduler_type}  "
+        f"warmup {actor.optim.lr_warmup_steps_ratio}  kl_loss_coef {actor.kl_loss_coef}"
+    )
+    r3 = config.r3
+    print(
+        f"  r3: mode={r3.mode} credit={r3.credit} max_reflections={r3.max_reflections} "
+        f"drop_first_try_success={r3.drop_first_try_success}"
+    )
+    print(f"  trainer.v1.trainer_mode        {config.trainer.v1.trainer_mode}")
+
+
+def _make_server(args: argparse.Namespace, model_dir: Path, tokenizer: Any):
+    from r3_plugin.local_server import HFTokenServer, ScriptedTokenServer
+
+    if args.policy == "model":
+        return HFTokenServer(str(model_dir), seed=args.seed)
+    return ScriptedTokenServer(tokenizer, NoisyOracle(seed=args.seed))
+
+
+class NoisyOracle:
+    """A scripted countdown policy: right 30% of first attempts, fixes its answer after 60% of reflections."""
+
+    def __init__(self, seed: int = 0, p_first: float = 0.3, p_fix: float = 0.6) -> None:
+        self.rng = random.Random(seed)
+        self.p_first, self.p_fix = p_first, p_fix
+        self.sessions: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, prompt_text: str, request_id: str) -> str:
+        from r3_plugin.data.countdown import solve
+
+        state = self.sessions.get(request_id)
+        if state is None:
+            match = _PROMPT_RE.search(prompt_text)
+            numbers = [int(x) for x in match.group(1).split(",")] if match else [1, 2]
+            target = int(match.group(2)) if match else 3
+            state = {"numbers": numbers, "target": target, "solution": solve(numbers, target) or "1"}
+            self.sessions[request_id] = state
+        turn = prompt_text.count("<|im_start|>assistant") - 1
+        numbers, solution = state["numbers"], state["solution"]
+        if turn == 0:
+            if self.rng.random() < self.p_first:
+                return f"<think> search </think> <answer> {solution} </answer>"
+            wrong = " + ".join(str(n) for n in numbers[:-1])  # leaves a number out
+            return f"<think> add them up </think> <answer> {wrong} </answer>"
+        if turn == 1:
+            if self.rng.random() < self.p_fix:
+                state["fix"] = True
+                return f"I left out {numbers[-1]}; every number must be used exactly once."
+            state["fix"] = False
+            return "I should be more careful."
+        if state.get("fix"):
+            return f"<think> use all numbers </think> <answer> {solution} </answer>"
+        return f"<answer> {' * '.join(str(n) for n in numbers)} </answer>"
+
+
+def _print_trajectories(out: Any, advantages: Any, tokenizer: Any, show: int, color: bool) -> None:
+    responses = out.batch["responses"]
+    masks = out.batch["response_mask"]
+    scores = out.batch["rm_scores"].sum(-1)
+    prompt_width = out.batch["prompts"].shape[1]
+    uids = out.non_tensor_batch["uid"]
+    group_ids = {uid: i for i, uid in enumerate(dict.fromkeys(uids))}
+    # Print one full transcript per group first, then the rest as one-line summaries.
+    first_of_group = {uid: i for i, uid in reversed(list(enumerate(uids)))}
+    full = set(sorted(first_of_group.values())[:show])
+    for i in range(len(out)):
+        if len(full) < show and i not in full:
+            full.add(i)
+    for i in range(len(out)):
+        mask = masks[i].bool()
+        adv = float(advantages[i][mask][0]) if mask.any() else 0.0
+        header = (
+            f"--- task {group_ids[uids[i]]}  reward {scores[i]:.0f}  advantage {adv:+.3f}  "
+            f"trained tokens {int(mask.sum())}  end {out.non_tensor_batch['end_reason'][i]}"
+        )
+        print("\n" + header)
+        if i not in full:
+            continue
+        prompt_mask = out.batch["attention_mask"][i][:prompt_width].bool()
+        print(tokenizer.decode(out.batch["prompts"][i][prompt_mask].tolist()), end="")
+        print(
+            _mark(
+                responses[i][: int(out.batch["attention_mask"][i][prompt_width:].sum())].tolist(),
+                mask.tolist(),
+                tokenizer,
+                color,
+            )
+        )
+
+
+def _mark(ids: list[int], mask: list[int], tokenizer: Any, color: bool) -> str:
+    """Decode a response, wrapping each run of trained (mask 1) tokens."""
+    pieces: list[str] = []
+    start = 0
+    for j in range(1, len(ids) + 1):
+        if j == len(ids) or mask[j] != mask[start]:
+            text = tokenizer.decode(ids[start:j])
+            if mask[start]:
+                text = f"\033[1;32m[[{text}]]\033[0m" if color else f"[[{text}]]"
+            pieces.append(text)
+            start = j
+    return "".join(pieces)

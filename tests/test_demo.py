@@ -1,0 +1,49 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""`r3 demo`: the CPU demo runs end to end and shows trained spans, rewards and advantages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _run_demo(*args: str, tmp_path) -> str:
+    env = {**os.environ, "R3_CACHE_DIR": str(tmp_path)}  # build the embedded tiny model afresh
+    proc = subprocess.run(
+        [sys.executable, "-m", "r3_plugin", "demo", "--no-color", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_demo_scripted_policy_shows_credit_on_reflections(tmp_path):
+    out = _run_demo("--policy", "scripted", "--tasks", "3", "--group-size", "4", "--seed", "1", tmp_path=tmp_path)
+    assert "+recipe=r3_countdown" in out and "r3_agent" in out
+    assert "[[" in out and "]]" in out  # the trained span is marked
+    assert "r3/first_try_success_rate" in out and "r3/retry_success_rate" in out
+    # with seed 1 the oracle both fixes and fails answers inside one group: non-zero advantages
+    advantages = [float(line.split("advantage ")[1].split()[0]) for line in out.splitlines() if "advantage " in line]
+    assert any(a > 0 for a in advantages) and any(a < 0 for a in advantages)
+
+
+def test_demo_tiny_model_default(tmp_path):
+    out = _run_demo("--tasks", "1", "--group-size", "2", "--max-tokens", "8", tmp_path=tmp_path)
+    assert "reward 0" in out and "Every advantage is 0" in out
+    assert "r3/episodes" in out
