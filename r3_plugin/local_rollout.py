@@ -68,6 +68,12 @@ def load_batch(parquet_path: str, config: DictConfig, tokenizer: Any, limit: int
     from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
     dataset = RLHFDataset(data_files=[parquet_path], tokenizer=tokenizer, config=config.data, processor=None)
+    if len(dataset) == 0:
+        raise ValueError(
+            f"{parquet_path}: no rows left after verl's RLHFDataset filters "
+            f"(data.max_prompt_length={config.data.max_prompt_length}, "
+            f"filter_overlong_prompts={config.data.get('filter_overlong_prompts')}); raise the prompt length"
+        )
     count = len(dataset) if limit is None else min(limit, len(dataset))
     return collate_fn([dataset[i] for i in range(count)])
 
