@@ -1,0 +1,152 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Command-line options shared by ``r3 mine`` and ``r3 evaluate``, and building a backend from them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+from r3_plugin.backends.base import SamplingConfig
+
+BACKENDS = ("hf", "vllm", "openai", "scripted")
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser, *, default_temperature: float) -> None:
+    g = parser.add_argument_group("model and backend")
+    g.add_argument(
+        "--model",
+        required=True,
+        help="HF model id or local checkpoint directory (hf, vllm); the served model name (openai); "
+        "package.module:function (scripted)",
+    )
+    g.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="hf",
+        help="vllm: offline vLLM, the fast path on GPUs; openai: an OpenAI-compatible endpoint (--base-url); "
+        "hf: transformers, for CPU and small GPUs; scripted: a Python function, for tests and demos "
+        "(default: %(default)s)",
+    )
+    g.add_argument("--base-url", help="openai backend: endpoint up to /v1, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="openai backend: environment variable holding the API key, if any (default: %(default)s)",
+    )
+    g.add_argument("--device", help="hf backend: torch device (default: cuda if available, else cpu)")
+    g.add_argument("--dtype", default="auto", help="hf/vllm: model dtype, e.g. bfloat16 (default: %(default)s)")
+    g.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=None,
+        help="largest batch one generate call may take (default: 32 for hf, 1024 for vllm)",
+    )
+    g.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model (default: 1)")
+    g.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm (default: %(default)s)")
+    g.add_argument("--max-model-len", type=int, help="vllm: context length cap")
+    g.add_argument("--trust-remote-code", action="store_true", help="hf/vllm: allow custom model code")
+    g.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (repeatable): a module that registers your own task with "
+        "r3_plugin.register_task, or holds a scripted backend's function",
+    )
+    s = parser.add_argument_group("sampling")
+    s.add_argument(
+        "--temperature",
+        type=float,
+        default=default_temperature,
+        help="0 = greedy (default: %(default)s)",
+    )
+    s.add_argument("--top-p", type=float, default=1.0, help="(default: %(default)s)")
+    s.add_argument("--top-k", type=int, default=None, help="(default: off)")
+    s.add_argument("--seed", type=int, default=0, help="base seed; per-episode seeds derive from it (default: 0)")
+    s.add_argument(
+        "--max-tokens",
+        type=int,
+        default=1024,
+        help="default per-turn token cap (attempt, reflection, retry) (default: %(default)s)",
+    )
+
+
+def import_user_modules(names: list[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise SystemExit(f"--import {name}: cannot import it: {exc}") from exc
+
+
+def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:
+    return SamplingConfig(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+    )
+
+
+def make_backend(args: argparse.Namespace, sampling: SamplingConfig | None = None) -> Any:
+    """Build the backend the CLI options name (heavy imports happen here, not at CLI start)."""
+    import os
+
+    sampling = sampling or sampling_from_args(args)
+    kind = args.backend
+    if kind == "hf":
+        from r3_plugin.backends.hf import HFBackend
+
+        return HFBackend(
+            args.model,
+            sampling,
+            device=args.device,
+            dtype=args.dtype,
+            max_batch_size=args.max_batch_size or 32,
+            trust_remote_code=args.trust_remote_code,
+        )
+    if kind == "vllm":
+        from r3_plugin.backends.vllm_offline import VLLMBackend
+
+        return VLLMBackend(
+            args.model,
+            sampling,
+            tensor_parallel_size=args.tensor_parallel_size,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            max_model_len=args.max_model_len,
+            dtype=args.dtype,
+            max_batch_size=args.max_batch_size or 1024,
+            trust_remote_code=args.trust_remote_code,
+        )
+    if kind == "openai":
+        from r3_plugin.backends.openai_http import OpenAIBackend
+
+        if not args.base_url:
+            raise SystemExit("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
+        return OpenAIBackend(
+            args.base_url,
+            args.model,
+            sampling,
+            api_key=os.environ.get(args.api_key_env) if args.api_key_env else None,
+            max_concurrency=max(1, getattr(args, "concurrency", 64)),
+        )
+    if kind == "scripted":
+        from r3_plugin.backends.scripted import ScriptedBackend, load_script
+
+        return ScriptedBackend(load_script(args.model), default_max_tokens=sampling.max_tokens)
+    raise SystemExit(f"unknown backend {kind!r}; choose from {', '.join(BACKENDS)}")

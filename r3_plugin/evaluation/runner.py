@@ -1,0 +1,141 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Run evaluation episodes: the same ``run_episode`` as training, plus the paired control.
+
+For every row the reflect episode runs first (attempt, verify, reflect, retry, verify). When its
+first attempt failed, the control episode "retry without reflection" runs on the *same* failed
+attempt: ``run_episode(..., EpisodeConfig(reflect=False), failed_attempt=first_text)``. Sharing
+the attempt makes the comparison paired: any difference between the two second tries comes from
+the reflection, not from a luckier first attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from r3_plugin.backends.base import ChatConversation
+from r3_plugin.dataset_rows import TaskRow
+from r3_plugin.episode import EndReason, EpisodeConfig, run_episode
+from r3_plugin.evaluation.accounting import episode_dict
+from r3_plugin.journal import Journal
+from r3_plugin.run_common import episode_seed, progress_bar, resolve_tasks
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    episode: EpisodeConfig = EpisodeConfig()
+    #: run the "retry without reflection" control on first-try failures
+    control: bool = True
+    #: rows evaluated at once (each runs its reflect episode, then its control)
+    concurrency: int = 64
+    max_episode_tokens: int | None = None
+    seed: int | None = 0
+    #: keep full message transcripts in the records
+    transcripts: bool = True
+
+
+async def evaluate_row(row: TaskRow, task: Any, backend: Any, config: EvalConfig) -> dict[str, Any]:
+    """Evaluate one row; returns its JSON-ready record."""
+    conv = ChatConversation(
+        backend,
+        row.prompt,
+        tools=row.tools,
+        max_episode_tokens=config.max_episode_tokens,
+        seed=episode_seed(config.seed, row.row_index, 0, stream=0),
+    )
+    episode = await run_episode(task, row.ground_truth, conv, config.episode, extra_info=row.extra_info)
+    record: dict[str, Any] = {
+        "key": row.row_index,
+        "index": row.index,
+        "data_source": row.data_source,
+        "ground_truth": row.ground_truth,
+        "control_enabled": config.control,
+        "reflect": episode_dict(episode, conv.messages if config.transcripts else None),
+        "control": None,
+    }
+    if config.control and not episode.first_try_passed and episode.end_reason != EndReason.ABORTED:
+        ctrl_conv = ChatConversation(
+            backend,
+            row.prompt,
+            tools=row.tools,
+            max_episode_tokens=config.max_episode_tokens,
+            seed=episode_seed(config.seed, row.row_index, 0, stream=1),
+        )
+        control = await run_episode(
+            task,
+            row.ground_truth,
+            ctrl_conv,
+            dataclasses.replace(config.episode, reflect=False),
+            extra_info=row.extra_info,
+            failed_attempt=episode.first_attempt.text,
+        )
+        record["control"] = episode_dict(control, ctrl_conv.messages if config.transcripts else None)
+    return record
+
+
+async def evaluate_rows(
+    rows: list[TaskRow],
+    backend: Any,
+    config: EvalConfig,
+    journal: Journal,
+    *,
+    progress: bool = True,
+    tasks: dict[str, Any] | None = None,
+) -> float:
+    """Evaluate every row the journal has not finished; returns the wall time spent."""
+    tasks = tasks or resolve_tasks(rows, "<rows>")
+    todo = [r for r in rows if not journal.done(r.row_index)]
+    bar = progress_bar(len(rows), len(rows) - len(todo), "evaluating", "row", progress)
+    queue: asyncio.Queue = asyncio.Queue()
+    for r in todo:
+        queue.put_nowait(r)
+    start = time.perf_counter()
+    counts = {"rows": 0, "episodes": 0, "tokens": 0, "first": 0, "second": 0}
+
+    async def worker() -> None:
+        while True:
+            try:
+                row = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            record = await evaluate_row(row, tasks[row.data_source], backend, config)
+            journal.append(record)
+            counts["rows"] += 1
+            counts["episodes"] += 1 + (record["control"] is not None)
+            counts["tokens"] += record["reflect"]["generated_tokens"]
+            counts["tokens"] += record["control"]["generated_tokens"] if record["control"] else 0
+            counts["first"] += record["reflect"]["first_try_passed"]
+            counts["second"] += record["reflect"]["second_try_passed"]
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(
+                ep_s=f"{counts['episodes'] / elapsed:.1f}",
+                tok_s=f"{counts['tokens'] / elapsed:.0f}",
+                acc1=f"{counts['first'] / counts['rows']:.3f}",
+                acc2=f"{counts['second'] / counts['rows']:.3f}",
+                refresh=False,
+            )
+            bar.update(1)
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(config.concurrency, len(todo))))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+        bar.close()
+    return time.perf_counter() - start
