@@ -1,0 +1,210 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The config guard: direct checks on real composed configs, and end to end through ``main_ppo``."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf, open_dict
+
+from r3_plugin import guard, show_config
+from r3_plugin.guard import R3ConfigError, check_config
+
+
+@functools.cache
+def _base(recipe: str | None = "r3_countdown"):
+    return show_config.compose(recipe)
+
+
+def cfg(recipe_name: str | None = "r3_countdown", **updates):
+    """A composed config with dotted-key updates applied (keys may be new)."""
+    config = copy.deepcopy(_base(recipe_name))
+    with open_dict(config):
+        for dotted, value in updates.items():
+            OmegaConf.update(config, dotted.replace("__", "."), value, merge=False)
+    return config
+
+
+def refused(config, *, check_registries=False) -> str:
+    with pytest.raises(R3ConfigError) as info:
+        check_config(config, check_registries=check_registries)
+    return str(info.value)
+
+
+def test_recipe_passes():
+    assert check_config(cfg()) == []
+
+
+def test_plain_verl_config_is_left_alone():
+    assert not guard.uses_r3(cfg(None))
+    assert check_config(cfg(None)) == []
+
+
+@pytest.mark.parametrize("group", ["recipe", "r3_model", "r3_scale"])
+def test_stray_recipe_string_is_refused_with_a_fix(group):
+    msg = refused(cfg(None, **{group: "r3_countdown"}))
+    assert f"`{group}: r3_countdown`" in msg
+    assert "hydra_plugins.r3_plugin" in msg and "search" in msg and "install" in msg
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("r3.mode", "onlin", "r3.mode: 'onlin' is not one of online, offline"),
+        ("r3.credit", "retry", "r3.credit: 'retry' is not one of reflection, reflection_and_retry"),
+        ("r3.max_reflections", -1, "r3.max_reflections: must be >= 0"),
+        ("r3.max_reflections", True, "r3.max_reflections: must be int"),
+        ("r3.reflection_max_tokens", 0, "r3.reflection_max_tokens: must be >= 1"),
+        ("r3.retry_prompt", "  ", "r3.retry_prompt: empty prompt"),
+        ("r3.drop_first_try_success", "yes", "r3.drop_first_try_success: must be bool"),
+        ("r3.max_reflection", 2, "r3.max_reflection: unknown key"),
+        ("actor_rollout_ref.rollout.n", 1, "actor_rollout_ref.rollout.n=1: GRPO"),
+        ("trainer.use_v1", False, "trainer.use_v1=false"),
+        ("data.max_response_length", 1024, "data.max_response_length=1024 cannot hold an R3 episode"),
+    ],
+)
+def test_bad_values_are_named(key, value, expected):
+    assert expected in refused(cfg(**{key: value}))
+
+
+def test_every_problem_is_listed_at_once():
+    msg = refused(cfg(**{"r3.mode": "x", "r3.credit": "y", "actor_rollout_ref.rollout.n": 1}))
+    assert "3 problems" in msg and "r3.mode" in msg and "r3.credit" in msg and "rollout.n=1" in msg
+
+
+def test_missing_r3_block_with_r3_agent():
+    config = cfg(None, **{"actor_rollout_ref.rollout.agent.default_agent_loop": "r3_agent"})
+    assert "has no `r3:` block" in refused(config)
+
+
+def test_missing_r3_key():
+    config = cfg()
+    with open_dict(config):
+        del config.r3["retry_prompt"]
+    assert "r3.retry_prompt: missing" in refused(config)
+
+
+def test_validation_sampling_must_differ_from_training():
+    config = cfg(**{"actor_rollout_ref.rollout.val_kwargs.temperature": 1.0})
+    msg = refused(config)
+    assert "actor_rollout_ref.rollout.val_kwargs.temperature/top_p/top_k equal the training sampling" in msg
+    # sampled validation stays possible: one differing knob is enough
+    ok = cfg(
+        **{"actor_rollout_ref.rollout.val_kwargs.temperature": 1.0, "actor_rollout_ref.rollout.val_kwargs.top_p": 0.999}
+    )
+    assert check_config(ok) == []
+
+
+def test_tight_response_budget_warns():
+    warnings = check_config(cfg(**{"data.max_response_length": 1300}))
+    assert any("data.max_response_length=1300" in w for w in warnings)
+
+
+def test_preset_model_mismatch_warns():
+    warnings = check_config(cfg(**{"actor_rollout_ref.model.path": "/models/Llama-3.1-8B-Instruct"}))
+    assert any("not the preset's model" in w for w in warnings)
+
+
+def test_agent_loop_must_be_registered_in_this_process(monkeypatch):
+    from verl.experimental.agent_loop import agent_loop
+
+    registry = dict(agent_loop._agent_loop_registry)
+    registry.pop("r3_agent", None)
+    monkeypatch.setattr(agent_loop, "_agent_loop_registry", registry)
+    msg = refused(cfg(), check_registries=True)
+    assert "default_agent_loop=r3_agent: 'r3_agent' is not in verl's agent loop registry" in msg
+
+
+def test_trainer_must_be_registered_in_this_process(monkeypatch):
+    from verl.trainer.ppo.v1 import trainer_base
+
+    registry = dict(trainer_base.TRAINER_REGISTRY)
+    registry.pop("r3_sync", None)
+    monkeypatch.setattr(trainer_base, "TRAINER_REGISTRY", registry)
+    assert "trainer.v1.trainer_mode=r3_sync" in refused(cfg(), check_registries=True)
+
+
+def test_override_order():
+    errors: list[str] = []
+    guard.check_override_order(["+recipe=r3_countdown", "+r3_model=qwen2-7b", "+r3_scale=1gpu", "a.b=1"], errors)
+    assert errors == []
+    guard.check_override_order(["+r3_model=qwen2-7b", "+recipe=r3_countdown"], errors)
+    assert len(errors) == 1 and "'+recipe=r3_countdown' comes after '+r3_model=qwen2-7b'" in errors[0]
+
+
+def test_expand_user_paths():
+    config = cfg(**{"data.train_files": "~/x/train.parquet", "data.val_files": ["~/a.parquet", "/b.parquet"]})
+    changed = guard.expand_user_paths(config)
+    assert set(changed) == {"data.train_files", "data.val_files"}
+    assert config.data.train_files == os.path.expanduser("~/x/train.parquet")
+    assert list(config.data.val_files) == [os.path.expanduser("~/a.parquet"), "/b.parquet"]
+
+
+def test_install_wraps_validate_config_once():
+    import verl.utils.config as vc
+
+    guard.install()
+    guard.install()
+    assert vc.validate_config._r3_guarded
+    assert not getattr(vc.validate_config._r3_original, "_r3_guarded", False)
+
+
+# --- end to end: the real ``python -m verl.trainer.main_ppo`` must fail fast, before Ray -------------
+
+# Hides R3's search path from Hydra (as when hydra_plugins/r3_plugin is missing from an install),
+# then runs main_ppo exactly as `python -m` does.
+NO_SEARCH_PATH = """
+import runpy, sys
+import verl
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+for plugin in Plugins.instance().discover(SearchPathPlugin):
+    if plugin.__name__ == "R3SearchPathPlugin":
+        plugin.manipulate_search_path = lambda self, search_path: None
+sys.argv = ["main_ppo", *sys.argv[1:]]
+runpy.run_module("verl.trainer.main_ppo", run_name="__main__", alter_sys=True)
+"""
+
+
+def _main_ppo(args: list[str], cwd, script: str | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "verl.trainer.main_ppo", *args]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_main_ppo_refuses_bad_configs_before_ray(tmp_path):
+    runs = {
+        "n1": _main_ppo(["+recipe=r3_countdown", "actor_rollout_ref.rollout.n=1"], tmp_path),
+        "mode": _main_ppo(["+recipe=r3_countdown", "r3.mode=sometimes"], tmp_path),
+        "order": _main_ppo(["+r3_model=qwen2.5-7b", "+recipe=r3_countdown"], tmp_path),
+        "no_search_path": _main_ppo(["+recipe=r3_countdown"], tmp_path, script=NO_SEARCH_PATH),
+    }
+    expected = {
+        "n1": "actor_rollout_ref.rollout.n=1: GRPO",
+        "mode": "r3.mode: 'sometimes' is not one of online, offline",
+        "order": "'+recipe=r3_countdown' comes after '+r3_model=qwen2.5-7b'",
+        "no_search_path": "`recipe: r3_countdown`: Hydra did not find R3's recipes",
+    }
+    for name, proc in runs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode != 0, f"{name}: main_ppo accepted a bad config\n{out[-2000:]}"
+        assert expected[name] in err, f"{name}:\n{err[-3000:]}"
+        assert "r3-plugin refused this config" in err
+        assert "ray init kwargs" not in out, f"{name}: Ray was started before the guard ran"

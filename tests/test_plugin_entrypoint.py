@@ -1,0 +1,93 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The ``verl.plugins`` entry point and the Hydra plugin work in a fresh process, as in every Ray worker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+
+PROBE = r"""
+import json, sys
+import verl
+from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+import verl.utils.config as vc
+from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+print(json.dumps({
+    "agent": "r3_agent" in _agent_loop_registry,
+    "trainer": "r3_sync" in TRAINER_REGISTRY,
+    "guard": bool(getattr(vc.validate_config, "_r3_guarded", False)),
+    "searchpath": [c.__name__ for c in Plugins.instance().discover(SearchPathPlugin)],
+}))
+"""
+
+
+def _run(code: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_entry_point_is_declared_and_loads():
+    eps = [ep for ep in entry_points(group="verl.plugins") if ep.name == "r3"]
+    assert len(eps) == 1 and eps[0].value == "r3_plugin.plugin"
+    module = eps[0].load()
+    assert module.__name__ == "r3_plugin.plugin"
+
+
+def test_fresh_process_registers_everything(tmp_path):
+    proc = _run(PROBE, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    facts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert facts["agent"], "r3_agent is not in verl's agent loop registry after `import verl`"
+    assert facts["trainer"], "r3_sync is not in verl's v1 trainer registry after `import verl`"
+    assert facts["guard"], "verl.utils.config.validate_config is not wrapped by the R3 guard"
+    assert "R3SearchPathPlugin" in facts["searchpath"]
+    assert "r3-plugin: could not register" not in proc.stderr, proc.stderr[-3000:]
+
+
+def _editable_install() -> bool:
+    """setuptools' editable finder puts a placeholder, not a directory, on the namespace path."""
+    import hydra_plugins
+
+    return any("__editable__" in str(entry) for entry in hydra_plugins.__path__)
+
+
+def test_hydra_scanner_finds_the_plugin_without_verl(tmp_path):
+    """A regular install exposes hydra_plugins/r3_plugin to Hydra's own scan (any Hydra app, no verl import)."""
+    if _editable_install():
+        pytest.skip("setuptools editable installs hide namespace packages from pkgutil; the entry point covers it")
+    code = (
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.search_path_plugin import SearchPathPlugin\n"
+        "print([c.__name__ for c in Plugins.instance().discover(SearchPathPlugin)])\n"
+    )
+    proc = _run(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "R3SearchPathPlugin" in proc.stdout
+
+
+def test_hydra_plugins_has_no_init():
+    """``hydra_plugins`` must stay a namespace package shared with other Hydra plugins."""
+    import hydra_plugins
+
+    assert getattr(hydra_plugins, "__file__", None) is None
+    import hydra_plugins.r3_plugin.r3_searchpath as sp
+
+    paths = sp.search_paths()
+    assert paths and all(p.startswith("file://") for p in paths)
