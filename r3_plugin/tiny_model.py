@@ -30,7 +30,7 @@ CHATML_TEMPLATE = (
     "{%- if tools %}"
     "{{- '<|im_start|>system\\n' }}"
     "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}"
-    "{{- 'You may call these tools. Answer with <tool_call>{\"name\": ..., \"arguments\": ...}</tool_call>:' }}"
+    '{{- \'You may call these tools. Answer with <tool_call>{"name": ..., "arguments": ...}</tool_call>:\' }}'
     "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}"
     "{{- '<|im_end|>\\n' }}"
     "{%- endif %}"
