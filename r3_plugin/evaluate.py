@@ -49,6 +49,7 @@ from r3_plugin.dataset_rows import DatasetError, read_task_rows
 from r3_plugin.episode import EpisodeConfig
 from r3_plugin.journal import Journal, JournalMismatch, atomic_write_text
 from r3_plugin.run_common import data_fingerprint, resolve_tasks
+from r3_plugin.tasks import get_task
 
 EPISODES_FILE = "episodes.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -79,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_p.add_argument("--restart", action="store_true", help="discard earlier results in --output-dir")
     run_p.add_argument("--force", action="store_true", help="resume even if earlier results used other parameters")
     run_p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_p.add_argument(
+        "--verifier",
+        metavar="TASK",
+        help="judge answers with another registered task's verifier, keeping the rows' prompts "
+        "(e.g. function_calling_ast: the BFCL-style schema-aware check instead of exact match)",
+    )
     add_backend_arguments(run_p, default_temperature=0.0)
     run_p.set_defaults(_evaluate=_run)
 
@@ -123,6 +130,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         rows = read_task_rows(data, limit=args.limit)
         tasks = resolve_tasks(rows, data)
+        if args.verifier:
+            judge = get_task(args.verifier).verifier
+            tasks = {name: dataclasses.replace(task, verifier=judge) for name, task in tasks.items()}
         sampling = sampling_from_args(args)
         episode = episode_config_from_args(args)
         config = EvalConfig(
@@ -133,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             transcripts=not args.no_transcripts,
         )
-    except (DatasetError, ValueError) as exc:
+    except (DatasetError, ValueError, KeyError) as exc:
         print(f"r3 evaluate: {exc}", file=sys.stderr)
         return 2
     os.makedirs(out_dir, exist_ok=True)
@@ -144,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         "sampling": sampling.to_dict(),
         "episode": dataclasses.asdict(episode),
         "control": config.control,
+        "verifier": args.verifier,
         "max_episode_tokens": config.max_episode_tokens,
     }
     journal_path = os.path.join(out_dir, EPISODES_FILE)

@@ -29,7 +29,14 @@ from r3_plugin.evaluation.accounting import summarize_records
 from r3_plugin.evaluation.runner import EvalConfig, evaluate_rows
 from r3_plugin.evaluation.stats import mcnemar_exact_p, wilson_interval
 from r3_plugin.journal import Journal
-from r3_plugin.tasks import GENERIC_REFLECTION_PROMPT, GENERIC_RETRY_PROMPT, PLAIN_RETRY_PROMPT
+from r3_plugin.tasks import (
+    GENERIC_REFLECTION_PROMPT,
+    GENERIC_RETRY_PROMPT,
+    PLAIN_RETRY_PROMPT,
+    VerifyResult,
+    register_task,
+    unregister_task,
+)
 
 # Five rows covering every branch; "say 00i" has ground truth "00i".
 #   0: first try passes
@@ -177,6 +184,16 @@ def test_cli_run_writes_reports_and_resumes(tmp_path, monkeypatch, echo_task):
 
     # other parameters: refused unless --restart
     assert main([*args, "--temperature", "0.7"]) == 2
+
+    # --verifier judges with another registered task (prompts stay the rows'); unknown names fail fast
+    register_task("r3_accept_all", lambda r, gt, e=None: VerifyResult(True, "correct"), replace_existing=True)
+    try:
+        lenient = tmp_path / "runs" / "lenient"
+        assert main([*args[:-2], str(lenient), "--no-progress", "--verifier", "r3_accept_all"]) == 0
+        assert json.loads((lenient / "summary.json").read_text())["metrics"]["first_try"]["count"] == 5
+    finally:
+        unregister_task("r3_accept_all")
+    assert main([*args, "--restart", "--verifier", "no_such_verifier"]) == 2
 
 
 def _fake_summary(label, first, second, control, n=100):

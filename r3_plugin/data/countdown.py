@@ -23,7 +23,6 @@ numbers and targets in 1..100), not its exact frequencies.
 
 from __future__ import annotations
 
-import ast
 import os
 import random
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from tqdm.auto import tqdm
 
 from r3_plugin.data.io import DataBuildError, load_rows, split_indices, where, write_splits
 from r3_plugin.data.prompts import countdown_messages
+from r3_plugin.verifiers.countdown import countdown_verify
 
 DATA_SOURCE = "countdown"
 ABILITY = "math"
@@ -189,37 +189,13 @@ def generate_tasks(
 # --------------------------------------------------------------------------- solvability checker
 
 
-def _eval_node(node: ast.AST, used: list[int]) -> Fraction:
-    if isinstance(node, ast.Expression):
-        return _eval_node(node.body, used)
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        used.append(node.value)
-        return Fraction(node.value)
-    if isinstance(node, ast.BinOp):
-        left, right = _eval_node(node.left, used), _eval_node(node.right, used)
-        if isinstance(node.op, ast.Add):
-            return left + right
-        if isinstance(node.op, ast.Sub):
-            return left - right
-        if isinstance(node.op, ast.Mult):
-            return left * right
-        if isinstance(node.op, ast.Div):
-            return left / right  # ZeroDivisionError is caught by the caller
-    raise ValueError(f"not allowed in a countdown equation: {ast.dump(node)[:60]}")
-
-
 def check_solution(equation: str, numbers: Sequence[int], target: int) -> bool:
-    """True when ``equation`` uses exactly ``numbers`` (each once), only + - * / and parentheses, and
-    equals ``target`` exactly. Parses with :mod:`ast`; nothing is executed."""
-    if not isinstance(equation, str) or len(equation) > 1000:
+    """True when ``equation`` is a correct answer to the task, judged by the countdown verifier itself
+    (one rule for data, rewards and evaluation)."""
+    if not isinstance(equation, str):
         return False
-    try:
-        tree = ast.parse(equation.strip(), mode="eval")
-        used: list[int] = []
-        value = _eval_node(tree, used)
-    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
-        return False
-    return sorted(used) == sorted(numbers) and value == target
+    result = countdown_verify(f"<answer>{equation}</answer>", {"target": target, "numbers": list(numbers)})
+    return result.passed
 
 
 def solve(numbers: Sequence[int], target: int) -> str | None:
