@@ -46,7 +46,7 @@ from r3_plugin.backends.factory import add_backend_arguments, import_user_module
 from r3_plugin.dataset_rows import DatasetError, TaskRow, read_task_rows
 from r3_plugin.episode import EndReason, EpisodeConfig, run_episode
 from r3_plugin.journal import Journal, JournalMismatch, atomic_write_text
-from r3_plugin.run_common import data_fingerprint, episode_seed, progress_bar, resolve_tasks
+from r3_plugin.run_common import data_fingerprint, drain_pending, episode_seed, resolve_tasks
 
 FAILED_ATTEMPT_KEY = "r3_failed_attempt"
 
@@ -120,43 +120,34 @@ async def mine_rows(
     tasks: dict[str, Any] | None = None,
 ) -> None:
     """Mine every row the journal has not finished; each result is journaled as soon as it is known."""
-    tasks = tasks or resolve_tasks(rows, "<rows>")
-    todo = [r for r in rows if not journal.done(r.row_index)]
-    bar = progress_bar(len(rows), len(rows) - len(todo), "mining", "query", progress)
     sem = asyncio.Semaphore(config.concurrency)
-    queue: asyncio.Queue = asyncio.Queue()
-    for r in todo:
-        queue.put_nowait(r)
-    start = time.perf_counter()
     counts = {"seen": 0, "failed": 0, "samples": 0}
 
-    async def worker() -> None:
-        while True:
-            try:
-                row = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            record = await mine_query(row, tasks[row.data_source], backend, config, sem)
-            journal.append(record)
-            counts["seen"] += 1
-            counts["failed"] += int(record["failed"])
-            counts["samples"] += record["samples_spent"]
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(
-                fail_rate=f"{counts['failed'] / counts['seen']:.2f}",
-                samples_s=f"{counts['samples'] / elapsed:.1f}",
-                refresh=False,
-            )
-            bar.update(1)
+    def on_record(record: dict[str, Any], elapsed: float) -> dict[str, str]:
+        counts["seen"] += 1
+        counts["failed"] += int(record["failed"])
+        counts["samples"] += record["samples_spent"]
+        return {
+            "fail_rate": f"{counts['failed'] / counts['seen']:.2f}",
+            "samples_s": f"{counts['samples'] / elapsed:.1f}",
+        }
 
+    async def handle_row(row: TaskRow, task: Any) -> dict[str, Any]:
+        return await mine_query(row, task, backend, config, sem)
+
+    # one query keeps up to samples_per_round episodes in flight, so this many fill `concurrency`
     n_workers = max(1, -(-config.concurrency // config.samples_per_round))
-    workers = [asyncio.create_task(worker()) for _ in range(min(n_workers, max(1, len(todo))))]
-    try:
-        await asyncio.gather(*workers)
-    finally:
-        for w in workers:
-            w.cancel()
-        bar.close()
+    await drain_pending(
+        rows,
+        journal,
+        handle_row,
+        concurrency=n_workers,
+        desc="mining",
+        unit="query",
+        progress=progress,
+        tasks=tasks,
+        on_record=on_record,
+    )
 
 
 def write_failures_parquet(data_path: str, records: dict[int, dict], output: str) -> int:

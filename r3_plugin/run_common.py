@@ -11,16 +11,23 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Small pieces the miner and the evaluator share: seeds, task lookup, progress bars, fingerprints."""
+"""Small pieces the miner and the evaluator share: seeds, task lookup, progress bars, fingerprints,
+and the resumable worker pool that runs every unfinished row."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from r3_plugin.dataset_rows import TaskRow
 from r3_plugin.tasks import Task, get_task
+
+if TYPE_CHECKING:
+    from r3_plugin.journal import Journal
 
 
 def episode_seed(base: int | None, row_index: int, sample: int, stream: int = 0) -> int | None:
@@ -63,3 +70,54 @@ def data_fingerprint(path: str) -> dict[str, Any]:
     from r3_plugin.journal import file_digest
 
     return {"data": os.path.abspath(path), "data_sha256": file_digest(path)}
+
+
+async def drain_pending(
+    rows: list[TaskRow],
+    journal: Journal,
+    handle_row: Callable[[TaskRow, Task], Awaitable[dict[str, Any]]],
+    *,
+    concurrency: int,
+    desc: str,
+    unit: str,
+    progress: bool = True,
+    tasks: Mapping[str, Task] | None = None,
+    on_record: Callable[[dict[str, Any], float], Mapping[str, Any] | None] | None = None,
+) -> float:
+    """Run ``handle_row`` on every row the journal has not finished; returns the wall time spent.
+
+    ``concurrency`` workers (at least one, at most one per pending row) drain a queue of the
+    pending rows. Each finished record is appended to the journal before anything else happens,
+    so a crash loses only the rows still in flight and a rerun resumes from there.
+    ``on_record(record, elapsed_s)`` may return the progress bar's postfix (the caller's own stats).
+    """
+    tasks = tasks or resolve_tasks(rows, "<rows>")
+    todo = [r for r in rows if not journal.done(r.row_index)]
+    bar = progress_bar(len(rows), len(rows) - len(todo), desc, unit, progress)
+    queue: asyncio.Queue = asyncio.Queue()
+    for r in todo:
+        queue.put_nowait(r)
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        while True:
+            try:
+                row = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            record = await handle_row(row, tasks[row.data_source])
+            journal.append(record)
+            if on_record is not None:
+                postfix = on_record(record, max(time.perf_counter() - start, 1e-9))
+                if postfix:
+                    bar.set_postfix(**postfix, refresh=False)
+            bar.update(1)
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo))))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+        bar.close()
+    return time.perf_counter() - start

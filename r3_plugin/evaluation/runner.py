@@ -22,9 +22,7 @@ the reflection, not from a luckier first attempt.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +31,7 @@ from r3_plugin.dataset_rows import TaskRow
 from r3_plugin.episode import EndReason, EpisodeConfig, run_episode
 from r3_plugin.evaluation.accounting import episode_dict
 from r3_plugin.journal import Journal
-from r3_plugin.run_common import episode_seed, progress_bar, resolve_tasks
+from r3_plugin.run_common import drain_pending, episode_seed
 
 
 @dataclass(frozen=True)
@@ -98,44 +96,33 @@ async def evaluate_rows(
     tasks: dict[str, Any] | None = None,
 ) -> float:
     """Evaluate every row the journal has not finished; returns the wall time spent."""
-    tasks = tasks or resolve_tasks(rows, "<rows>")
-    todo = [r for r in rows if not journal.done(r.row_index)]
-    bar = progress_bar(len(rows), len(rows) - len(todo), "evaluating", "row", progress)
-    queue: asyncio.Queue = asyncio.Queue()
-    for r in todo:
-        queue.put_nowait(r)
-    start = time.perf_counter()
     counts = {"rows": 0, "episodes": 0, "tokens": 0, "first": 0, "second": 0}
 
-    async def worker() -> None:
-        while True:
-            try:
-                row = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            record = await evaluate_row(row, tasks[row.data_source], backend, config)
-            journal.append(record)
-            counts["rows"] += 1
-            counts["episodes"] += 1 + (record["control"] is not None)
-            counts["tokens"] += record["reflect"]["generated_tokens"]
-            counts["tokens"] += record["control"]["generated_tokens"] if record["control"] else 0
-            counts["first"] += record["reflect"]["first_try_passed"]
-            counts["second"] += record["reflect"]["second_try_passed"]
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(
-                ep_s=f"{counts['episodes'] / elapsed:.1f}",
-                tok_s=f"{counts['tokens'] / elapsed:.0f}",
-                acc1=f"{counts['first'] / counts['rows']:.3f}",
-                acc2=f"{counts['second'] / counts['rows']:.3f}",
-                refresh=False,
-            )
-            bar.update(1)
+    def on_record(record: dict[str, Any], elapsed: float) -> dict[str, str]:
+        counts["rows"] += 1
+        counts["episodes"] += 1 + (record["control"] is not None)
+        counts["tokens"] += record["reflect"]["generated_tokens"]
+        counts["tokens"] += record["control"]["generated_tokens"] if record["control"] else 0
+        counts["first"] += record["reflect"]["first_try_passed"]
+        counts["second"] += record["reflect"]["second_try_passed"]
+        return {
+            "ep_s": f"{counts['episodes'] / elapsed:.1f}",
+            "tok_s": f"{counts['tokens'] / elapsed:.0f}",
+            "acc1": f"{counts['first'] / counts['rows']:.3f}",
+            "acc2": f"{counts['second'] / counts['rows']:.3f}",
+        }
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(config.concurrency, len(todo))))]
-    try:
-        await asyncio.gather(*workers)
-    finally:
-        for w in workers:
-            w.cancel()
-        bar.close()
-    return time.perf_counter() - start
+    async def handle_row(row: TaskRow, task: Any) -> dict[str, Any]:
+        return await evaluate_row(row, task, backend, config)
+
+    return await drain_pending(
+        rows,
+        journal,
+        handle_row,
+        concurrency=config.concurrency,
+        desc="evaluating",
+        unit="row",
+        progress=progress,
+        tasks=tasks,
+        on_record=on_record,
+    )

@@ -422,11 +422,14 @@ def _count_and_names(pred: list[dict[str, Any]], gold: list[dict[str, Any]], ans
     return None
 
 
-def function_calling_verify(
-    response: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None
-) -> VerifyResult:
-    """The paper's exact rule: same calls (as a multiset), same arguments, same JSON types."""
-    gold = parse_gold_calls(ground_truth)
+def _extract_and_match_names(
+    response: str, gold: list[dict[str, Any]]
+) -> VerifyResult | tuple[list[dict[str, Any]], str]:
+    """The checks both verifiers share, written once: parse the response, then compare call count and names.
+
+    Returns the final verdict when these already decide it (unparseable response, no call expected
+    and none made, wrong number of calls, wrong tools), else the parsed calls and their answer text.
+    """
     try:
         pred = extract_tool_calls(response)
     except ToolCallParseError as exc:
@@ -437,6 +440,18 @@ def function_calling_verify(
     mismatch = _count_and_names(pred, gold, answer)
     if mismatch is not None:
         return mismatch
+    return pred, answer
+
+
+def function_calling_verify(
+    response: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None
+) -> VerifyResult:
+    """The paper's exact rule: same calls (as a multiset), same arguments, same JSON types."""
+    gold = parse_gold_calls(ground_truth)
+    checked = _extract_and_match_names(response, gold)
+    if isinstance(checked, VerifyResult):
+        return checked
+    pred, answer = checked
     pred_c = Counter((c["name"], _canon(c["arguments"])) for c in pred)
     gold_c = Counter((c["name"], _canon(c["arguments"])) for c in gold)
     if pred_c == gold_c:
@@ -687,16 +702,10 @@ def function_calling_ast_verify(
     """Schema-aware check in the spirit of BFCL's AST checker (see the module docstring)."""
     gold = parse_gold_calls(ground_truth)
     specs = parse_tools(extra_info.get("tools")) if extra_info else {}
-    try:
-        pred = extract_tool_calls(response)
-    except ToolCallParseError as exc:
-        if not gold and exc.category == NO_ANSWER:
-            return VerifyResult(True, CORRECT, "[]", "no call expected and none made")
-        return VerifyResult(False, exc.category, None, exc.detail)
-    answer = _answer_text(pred)
-    mismatch = _count_and_names(pred, gold, answer)
-    if mismatch is not None:
-        return mismatch
+    checked = _extract_and_match_names(response, gold)
+    if isinstance(checked, VerifyResult):
+        return checked
+    pred, answer = checked
     n = len(gold)
     ok = [[False] * n for _ in range(n)]
     first_error: tuple[str, str] | None = None
