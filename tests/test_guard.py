@@ -208,3 +208,14 @@ def test_main_ppo_refuses_bad_configs_before_ray(tmp_path):
         assert expected[name] in err, f"{name}:\n{err[-3000:]}"
         assert "r3-plugin refused this config" in err
         assert "ray init kwargs" not in out, f"{name}: Ray was started before the guard ran"
+
+
+def test_guard_names_match_the_loop_and_trainer():
+    """guard.py must stay import-light (it loads during `import verl`), so it keeps its own copies."""
+    from r3_plugin import agent_loop, trainer
+
+    assert guard.ALLOWED_MODES == agent_loop.MODES and guard.ALLOWED_CREDIT == agent_loop.CREDITS
+    assert guard.AGENT_NAME == agent_loop.AGENT_NAME and guard.TRAINER_MODE == trainer.TRAINER_MODE
+    assert set(guard.R3_KEYS) == {"mode", "credit", "drop_first_try_success"} | set(
+        agent_loop.EpisodeConfig.__dataclass_fields__
+    ) - {"reflect", "plain_retry_prompt"}
