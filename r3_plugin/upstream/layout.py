@@ -75,6 +75,9 @@ CONFIG_TEST_PATH = "tests/experimental/agent_loop/test_r3_config_on_cpu.py"
 TOUCHED_PACKAGES = ("verl.utils.reward_score", "verl.experimental.agent_loop")
 
 
+_CHECKOUT_MARKERS = ("r3_plugin/tasks.py", "tests/test_agent_loop.py", "recipes/recipe/r3_countdown.yaml")
+
+
 class SourceError(RuntimeError):
     """A plugin source file the generator needs is missing."""
 
@@ -87,20 +90,22 @@ class Sources:
 
     @classmethod
     def locate(cls, root: str | Path | None = None) -> Sources:
-        """The r3-plugin source checkout: ``root``, else the one this package was imported from.
+        """The r3-plugin source checkout: ``root``, else the current directory, else the checkout this
+        package was imported from (an editable install).
 
         Generation reads the plugin's tests and recipes too, which only a source checkout has.
         """
-        if root is None:
-            root = Path(__file__).resolve().parents[2]
-        root = Path(root).resolve()
-        for rel in ("r3_plugin/tasks.py", "tests/test_agent_loop.py", "recipes/recipe/r3_countdown.yaml"):
-            if not (root / rel).is_file():
-                raise SourceError(
-                    f"{root} is not an r3-plugin source checkout ({rel} is missing); "
-                    "run `r3 patches` from a git clone of r3-plugin, or pass --repo"
-                )
-        return cls(root)
+        candidates = [Path(root)] if root is not None else [Path.cwd(), Path(__file__).resolve().parents[2]]
+        missing = ""
+        for candidate in candidates:
+            candidate = candidate.resolve()
+            missing = next((rel for rel in _CHECKOUT_MARKERS if not (candidate / rel).is_file()), "")
+            if not missing:
+                return cls(candidate)
+        raise SourceError(
+            f"{candidates[-1].resolve()} is not an r3-plugin source checkout ({missing} is missing); "
+            "run `r3 patches` from a git clone of r3-plugin, or pass --repo"
+        )
 
     def read(self, rel: str) -> str:
         path = self.root / rel
