@@ -330,3 +330,19 @@ async def test_real_tiny_model_end_to_end(tmp_path, tiny_model_dir, tiny_tokeniz
     assert torch.all(lp <= 0) and torch.all(torch.isfinite(lp))
     assert np.all(out.non_tensor_batch["min_global_steps"] == 0)
     json.dumps([dict(r) for r in out.non_tensor_batch["reward_extra_info"]])  # plain, loggable values
+
+
+async def test_validation_reports_first_and_second_try_through_verl_metrics(tmp_path, tiny_model_dir, tiny_tokenizer):
+    """verl's validation metric code turns the records into the paper's two columns."""
+    from verl.trainer.ppo.metric_utils import process_validation_metrics
+
+    rows = [[RIGHT], [WRONG, REFLECTION, RIGHT], [WRONG, REFLECTION, WRONG], [WRONG, REFLECTION, RIGHT]]
+    config = _config(tiny_model_dir, 1)
+    worker = make_worker(config, ScriptedTokenServer(tiny_tokenizer, session_script(*rows)))
+    batch = load_batch(_write_rows(tmp_path / "rows.parquet", n_rows=4), config, tiny_tokenizer)
+    out = await rollout(worker, batch, n=1, validate=True)
+    assert len(out) == 4, "validation keeps every episode, first-try successes included"
+    infos = {key: [r[key] for r in out.non_tensor_batch["reward_extra_info"]] for key in ("acc", "first_try_acc")}
+    metrics = process_validation_metrics([TOY] * 4, list(out.non_tensor_batch["uid"]), infos)[TOY]
+    assert metrics["first_try_acc"]["mean@1"] == 0.25
+    assert metrics["acc"]["mean@1"] == 0.75  # second-try accuracy: verl's val-core metric
