@@ -162,6 +162,8 @@ class VerlConversation:
         if self.prompt_len is None:
             self.token_ids = await self.loop.ct_build_initial_tokens(self.messages, tools=self.tools)
             self.prompt_len = len(self.token_ids)
+        elif self.messages[-1]["role"] == "assistant":
+            await self._open_assistant_turn()  # an empty retry prompt: two assistant turns in a row
         budget = self.budget_left()
         limit = budget if max_tokens is None else min(max_tokens, budget)
         if limit < 1:
@@ -212,6 +214,20 @@ class VerlConversation:
         self.messages.append({"role": "assistant", "content": text})
         self.turns += 1
         return Generation(text=text, num_tokens=len(token_ids), finish=finish)
+
+    async def _open_assistant_turn(self) -> None:
+        """Append the chat template's generation prompt after an assistant turn (mask 0).
+
+        verl's context merge only appends messages, so the header comes from the builder's
+        suffix diff, and its boundary hook (e.g. Qwen's newline after ``<|im_end|>``) joins it.
+        """
+        builder = self.loop.continuous_token_builder
+        header = builder.render_delta_token_id(self.messages, [], add_generation_prompt=True, tools=self.tools)
+        merge = builder._merge_context_token_ids(self.token_ids, header)
+        mask, logprobs = builder.align_response_metadata(merge, self.response_mask, self.response_logprobs)
+        self.token_ids, self.response_mask = merge.token_ids, mask
+        if self.response_logprobs is not None:
+            self.response_logprobs = logprobs or []
 
     def _record_server_fields(self, output: Any) -> None:
         """Carry the weight-version fields and preemption counts the way ToolAgentLoop does."""

@@ -171,10 +171,11 @@ def _check_r3_block(config: Any, errors: list[str], warnings: list[str]) -> None
         value = block.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             errors.append(f"r3.{key}: must be >= 1, got {value}")
-    for key in ("reflection_prompt", "retry_prompt"):
-        value = block.get(key)
-        if isinstance(value, str) and not value.strip():
-            errors.append(f"r3.{key}: empty prompt; use null for the task's registered prompt")
+    # An empty retry_prompt is allowed (the retry follows the reflection with no user turn between);
+    # a reflection needs a request.
+    value = block.get("reflection_prompt")
+    if isinstance(value, str) and not value.strip():
+        errors.append("r3.reflection_prompt: empty prompt; use null for the task's registered prompt")
 
 
 def _check_sampling(config: Any, errors: list[str]) -> None:

@@ -346,3 +346,25 @@ async def test_validation_reports_first_and_second_try_through_verl_metrics(tmp_
     metrics = process_validation_metrics([TOY] * 4, list(out.non_tensor_batch["uid"]), infos)[TOY]
     assert metrics["first_try_acc"]["mean@1"] == 0.25
     assert metrics["acc"]["mean@1"] == 0.75  # second-try accuracy: verl's val-core metric
+
+
+async def test_empty_retry_prompt_gives_back_to_back_assistant_turns(tmp_path, tiny_model_dir, tiny_tokenizer):
+    out, _, server, _ = await _run(
+        tmp_path,
+        tiny_model_dir,
+        tiny_tokenizer,
+        turn_script(WRONG, REFLECTION, RIGHT),
+        extra=["++r3.retry_prompt=''"],
+    )
+    conversation = [
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": WRONG},
+        {"role": "user", "content": REFLECTION_PROMPT},
+        {"role": "assistant", "content": REFLECTION},
+        {"role": "assistant", "content": RIGHT},
+    ]
+    ids = _row_ids(out, 0)
+    expected = _template_ids(tiny_tokenizer, conversation)
+    assert expected[: len(ids)] == ids and tiny_tokenizer.decode(expected[len(ids) :]) == "\n"
+    assert _credited_text(out, tiny_tokenizer, 0) == REFLECTION + "<|im_end|>"
+    assert out.batch["rm_scores"][0].sum().item() == 1.0 and len(server.calls) == 3

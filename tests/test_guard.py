@@ -50,6 +50,7 @@ def refused(config, *, check_registries=False) -> str:
 
 def test_recipe_passes():
     assert check_config(cfg()) == []
+    assert check_config(cfg(r3__retry_prompt="")) == []  # no retry instruction: allowed
 
 
 def test_plain_verl_config_is_left_alone():
@@ -72,7 +73,7 @@ def test_stray_recipe_string_is_refused_with_a_fix(group):
         ("r3.max_reflections", -1, "r3.max_reflections: must be >= 0"),
         ("r3.max_reflections", True, "r3.max_reflections: must be int"),
         ("r3.reflection_max_tokens", 0, "r3.reflection_max_tokens: must be >= 1"),
-        ("r3.retry_prompt", "  ", "r3.retry_prompt: empty prompt"),
+        ("r3.reflection_prompt", "  ", "r3.reflection_prompt: empty prompt"),
         ("r3.drop_first_try_success", "yes", "r3.drop_first_try_success: must be bool"),
         ("r3.max_reflection", 2, "r3.max_reflection: unknown key"),
         ("actor_rollout_ref.rollout.n", 1, "actor_rollout_ref.rollout.n=1: GRPO"),
