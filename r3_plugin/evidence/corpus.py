@@ -1,0 +1,696 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Synthetic R3 countdown conversations for supervised pre-training of a small model.
+
+Each conversation is what the agent loop would produce: the task prompt, a first attempt, and when
+that attempt fails, the task's reflection prompt, a reflection and (after the retry prompt) a retry.
+First attempts are right or wrong in the ways small models are wrong (a number not in the list, a
+number left out, a number reused, all numbers used but a different value); reflections are an
+accurate diagnosis computed from the actual error, a vague one, or a wrong one; a retry after an
+accurate diagnosis is right more often than after a vague or wrong one. That correlation is planted
+on purpose: it is the mechanism R3 is meant to find and strengthen, and the corpus mix sets how
+strong it starts.
+
+Every attempt is labelled by the real countdown verifier (never a re-implementation of the rule);
+an attempt the verifier does not label as intended is redrawn.
+
+``python -m r3_plugin.evidence.corpus --help`` writes a corpus and prints its speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from r3_plugin.data.countdown import CountdownTask, generate_tasks, random_equation, task_row
+from r3_plugin.data.io import write_splits
+from r3_plugin.data.prompts import countdown_messages
+from r3_plugin.tasks import CORRECT, get_task
+from r3_plugin.verifiers.countdown import WRONG_NUMBERS, WRONG_TARGET, countdown_verify, evaluate_expression
+
+RIGHT = "right"
+NOT_IN_LIST = "not_in_list"
+LEFT_OUT = "left_out"
+REUSED = "reused"
+WRONG_VALUE = "wrong_target"
+ERROR_KINDS = (NOT_IN_LIST, LEFT_OUT, REUSED, WRONG_VALUE)
+#: The verifier category each kind of attempt must get.
+EXPECTED_CATEGORY = {
+    RIGHT: CORRECT,
+    NOT_IN_LIST: WRONG_NUMBERS,
+    LEFT_OUT: WRONG_NUMBERS,
+    REUSED: WRONG_NUMBERS,
+    WRONG_VALUE: WRONG_TARGET,
+}
+ACCURATE, VAGUE, WRONG = "accurate", "vague", "wrong"
+DIAGNOSES = (ACCURATE, VAGUE, WRONG)
+DEFAULT_OPERAND_COUNTS = (3,)
+_MAX_REDRAWS = 50
+_LITERAL = re.compile(r"\d+")
+
+_VAGUE = (
+    "I made a mistake somewhere. I should check my work more carefully next time.",
+    "My answer was wrong. I need to think again step by step.",
+    "Something in my equation was not right. I will be more careful.",
+    "I was too quick. Next time I should double-check the equation before answering.",
+    "The answer did not work. I should try a different approach.",
+)
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """The conversation mix. Weights need not sum to 1; probabilities must lie in [0, 1]."""
+
+    first_right: float = 0.35
+    error_weights: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 1.0))
+    #: Accurate diagnoses are a minority by default, so that the greedy reflection of the trained model
+    #: is usually not the accurate one: the headroom R3 is meant to use.
+    diagnosis_weights: Mapping[str, float] = field(default_factory=lambda: {ACCURATE: 0.3, VAGUE: 0.35, WRONG: 0.35})
+    #: Probability that the retry is right, by the kind of reflection before it.
+    retry_success: Mapping[str, float] = field(default_factory=lambda: {ACCURATE: 0.85, VAGUE: 0.35, WRONG: 0.15})
+    #: Probability that a failed retry repeats the first attempt's kind of error.
+    repeat_error: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("first_right", "repeat_error"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"CorpusConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        _check_weights("error_weights", self.error_weights, ERROR_KINDS)
+        _check_weights("diagnosis_weights", self.diagnosis_weights, DIAGNOSES)
+        for key, p in self.retry_success.items():
+            if key not in DIAGNOSES or not 0.0 <= p <= 1.0:
+                raise ValueError(
+                    f"CorpusConfig.retry_success[{key!r}] must be a diagnosis in {DIAGNOSES} with p in [0, 1]"
+                )
+
+
+def parse_mix(text: str, known: Sequence[str], what: str) -> dict[str, float]:
+    """``"accurate=0.3,vague=0.35"`` -> ``{"accurate": 0.3, "vague": 0.35}`` (for command lines)."""
+    out: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in known:
+            raise ValueError(f"{what}: expected KEY=NUMBER with KEY in {list(known)}, got {item!r}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise ValueError(f"{what}: {value!r} is not a number (in {item!r})") from None
+    return out
+
+
+def add_mix_arguments(parser: argparse.ArgumentParser) -> None:
+    """The corpus-mix options shared by the corpus and SFT command lines."""
+    d = CorpusConfig()
+    parser.add_argument(
+        "--first-right", type=float, default=d.first_right, help="share of right first attempts (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--error-weights",
+        default=",".join(f"{k}={v}" for k, v in d.error_weights.items()),
+        help="relative frequency of each wrong first attempt (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--diagnosis-weights",
+        default=",".join(f"{k}={v}" for k, v in d.diagnosis_weights.items()),
+        help="relative frequency of accurate, vague and wrong reflections (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retry-success",
+        default=",".join(f"{k}={v}" for k, v in d.retry_success.items()),
+        help="probability that the retry is right after each kind of reflection (default: %(default)s)",
+    )
+
+
+def mix_from_args(args: argparse.Namespace) -> CorpusConfig:
+    """A CorpusConfig from :func:`add_mix_arguments`'s options; exits with the problem on bad input."""
+    try:
+        return CorpusConfig(
+            first_right=args.first_right,
+            error_weights=parse_mix(args.error_weights, ERROR_KINDS, "--error-weights"),
+            diagnosis_weights=parse_mix(args.diagnosis_weights, DIAGNOSES, "--diagnosis-weights"),
+            retry_success=parse_mix(args.retry_success, DIAGNOSES, "--retry-success"),
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _check_weights(name: str, weights: Mapping[str, float], known: Sequence[str]) -> None:
+    unknown = set(weights) - set(known)
+    if unknown:
+        raise ValueError(f"CorpusConfig.{name}: unknown keys {sorted(unknown)}; known: {list(known)}")
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"CorpusConfig.{name} must be non-negative with a positive sum, got {dict(weights)}")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One assistant answer and the verifier's verdict on it."""
+
+    text: str
+    expression: str
+    kind: str
+    category: str
+    passed: bool
+
+
+@dataclass
+class R3Conversation:
+    """One synthetic episode as chat messages plus the labels it was built from."""
+
+    task: CountdownTask
+    messages: list[dict[str, str]]
+    first: Attempt
+    diagnosis: str | None = None
+    reflection: str | None = None
+    retry: Attempt | None = None
+
+    def record(self) -> dict[str, Any]:
+        """A flat row for parquet/JSONL (without tokens)."""
+        return {
+            "messages": self.messages,
+            "target": self.task.target,
+            "numbers": list(self.task.numbers),
+            "first_kind": self.first.kind,
+            "first_category": self.first.category,
+            "first_passed": self.first.passed,
+            "diagnosis": self.diagnosis,
+            "retry_kind": self.retry.kind if self.retry else None,
+            "retry_category": self.retry.category if self.retry else None,
+            "retry_passed": self.retry.passed if self.retry else None,
+        }
+
+
+# ----------------------------------------------------------------------------------------- attempts
+
+
+def _ground_truth(task: CountdownTask) -> dict[str, Any]:
+    return {"target": task.target, "numbers": list(task.numbers)}
+
+
+def _value_text(value: Fraction) -> str:
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+def _replace_literal(expr: str, index: int, value: int) -> str:
+    spans = [m.span() for m in _LITERAL.finditer(expr)]
+    start, end = spans[index]
+    return f"{expr[:start]}{value}{expr[end:]}"
+
+
+def _wrong_expression(task: CountdownTask, kind: str, rng: random.Random) -> str | None:
+    """One candidate expression with the error ``kind`` (None: this draw failed, redraw)."""
+    numbers = list(task.numbers)
+    if kind == WRONG_VALUE:
+        result = random_equation(numbers, rng)
+        return None if result is None or result[0] == task.target else result[1]
+    if kind == LEFT_OUT:
+        # Small models drop a number when the others already reach the target: look for that first.
+        drop = rng.randrange(len(numbers))
+        rest = numbers[:drop] + numbers[drop + 1 :]
+        last = None
+        for _ in range(8):
+            result = random_equation(rest, rng)
+            if result is not None:
+                last = result[1]
+                if result[0] == task.target:
+                    break
+        return last
+    base = task.solution or random_equation(numbers, rng)
+    if base is None:
+        return None
+    base = base if isinstance(base, str) else base[1]
+    literals = [int(m.group()) for m in _LITERAL.finditer(base)]
+    i = rng.randrange(len(literals))
+    if kind == REUSED:
+        others = [v for v in literals if v != literals[i]]
+        return _replace_literal(base, i, rng.choice(others)) if others else None
+    if kind == NOT_IN_LIST:
+        outside = rng.randint(1, 100)
+        return None if outside in numbers else _replace_literal(base, i, outside)
+    raise ValueError(f"unknown error kind {kind!r}; known: {ERROR_KINDS}")
+
+
+def _attempt_text(expr: str, think_value: str) -> str:
+    return f"<think> {expr} = {think_value} </think> <answer> {expr} </answer>"
+
+
+def _label(task: CountdownTask, text: str, expr: str, kind: str) -> Attempt:
+    result = countdown_verify(text, _ground_truth(task))
+    return Attempt(text=text, expression=expr, kind=kind, category=result.category, passed=result.passed)
+
+
+def right_attempt(task: CountdownTask) -> Attempt:
+    """The task's witness equation as an answer (synthetic tasks carry one)."""
+    if task.solution is None:
+        raise ValueError(f"task {task.target} from {list(task.numbers)} has no witness solution (synthetic tasks do)")
+    attempt = _label(task, _attempt_text(task.solution, str(task.target)), task.solution, RIGHT)
+    if not attempt.passed:
+        raise AssertionError(f"witness {task.solution!r} failed the verifier: {attempt.category}")
+    return attempt
+
+
+def wrong_attempt(task: CountdownTask, kind: str, rng: random.Random) -> Attempt | None:
+    """An attempt with the error ``kind`` that the verifier labels as such; None if none was found."""
+    for _ in range(_MAX_REDRAWS):
+        expr = _wrong_expression(task, kind, rng)
+        if expr is None:
+            continue
+        try:
+            value = evaluate_expression(expr)
+        except ZeroDivisionError:
+            continue
+        # A wrong-value attempt usually believes it reached the target (an arithmetic slip).
+        claimed = str(task.target) if kind == WRONG_VALUE and rng.random() < 0.5 else _value_text(value)
+        attempt = _label(task, _attempt_text(expr, claimed), expr, kind)
+        if attempt.category == EXPECTED_CATEGORY[kind]:
+            return attempt
+    return None
+
+
+# ----------------------------------------------------------------------------------------- reflections
+
+
+def _number_errors(task: CountdownTask, expr: str) -> tuple[list[int], list[int], list[int]]:
+    """(numbers not in the list, numbers used too often, numbers left out) of an answer."""
+    used = Counter(int(m.group()) for m in _LITERAL.finditer(expr))
+    given = Counter(task.numbers)
+    extra = used - given
+    outside = sorted(v for v in extra if v not in given)
+    repeated = sorted(v for v in extra if v in given)
+    missing = sorted((given - used).elements())
+    return outside, repeated, missing
+
+
+def accurate_diagnosis(task: CountdownTask, attempt: Attempt) -> str:
+    """A reflection that names what is actually wrong with ``attempt`` (computed from its expression)."""
+    numbers = list(task.numbers)
+    outside, repeated, missing = _number_errors(task, attempt.expression)
+    parts = [f"I used {v}, which is not in {numbers}." for v in outside]
+    parts += [f"I used {v} more than once." for v in repeated]
+    if missing:
+        parts.append(f"I left out {', '.join(map(str, missing))}.")
+    if parts:
+        parts.append(f"I must use each of {numbers} exactly once.")
+    else:
+        value = _value_text(evaluate_expression(attempt.expression))
+        parts.append(f"My equation {attempt.expression} equals {value}, not {task.target}.")
+        parts.append("I should check the arithmetic and try another combination.")
+    return " ".join(parts)
+
+
+def wrong_diagnosis(task: CountdownTask, attempt: Attempt, rng: random.Random) -> str:
+    """A confident reflection that blames something that did not go wrong."""
+    numbers = list(task.numbers)
+    outside, repeated, missing = _number_errors(task, attempt.expression)
+    used_ok = [v for v in dict.fromkeys(numbers) if v not in missing and v not in repeated]
+    claims = []
+    if outside or repeated or missing:  # the numbers were wrong: blame the arithmetic instead
+        fake = task.target + rng.choice((-3, -2, -1, 1, 2, 3))
+        claims.append(f"My equation {attempt.expression} equals {fake}, not {task.target}. I added wrong.")
+    if used_ok:
+        v = rng.choice(used_ok)
+        claims.append(f"I left out {v}. I must use each of {numbers} exactly once.")
+    if not (outside or repeated or missing) and used_ok:
+        v = rng.choice(used_ok)
+        claims.append(f"I used {v} more than once. I must use each of {numbers} exactly once.")
+    if not claims:
+        claims.append(f"The target was {task.target + 1}, so I should aim lower.")
+    return rng.choice(claims)
+
+
+def reflection_text(task: CountdownTask, attempt: Attempt, diagnosis: str, rng: random.Random) -> str:
+    if diagnosis == ACCURATE:
+        return accurate_diagnosis(task, attempt)
+    if diagnosis == VAGUE:
+        return rng.choice(_VAGUE)
+    if diagnosis == WRONG:
+        return wrong_diagnosis(task, attempt, rng)
+    raise ValueError(f"unknown diagnosis {diagnosis!r}; known: {DIAGNOSES}")
+
+
+# ----------------------------------------------------------------------------------------- conversations
+
+
+def _pick(weights: Mapping[str, float], rng: random.Random) -> str:
+    keys = [k for k, w in weights.items() if w > 0]
+    return rng.choices(keys, weights=[weights[k] for k in keys])[0]
+
+
+def build_conversation(
+    task: CountdownTask, rng: random.Random, config: CorpusConfig = CorpusConfig()
+) -> R3Conversation:
+    """One episode for ``task``: a right first attempt, or wrong -> reflection -> retry."""
+    registered = get_task("countdown")
+    messages = countdown_messages(task.target, task.numbers)
+    first: Attempt | None = None
+    if rng.random() >= config.first_right:
+        kind = _pick(config.error_weights, rng)
+        first = wrong_attempt(task, kind, rng)
+    if first is None:  # a right first attempt (or no error of that kind exists for this task)
+        first = right_attempt(task)
+        messages.append({"role": "assistant", "content": first.text})
+        return R3Conversation(task, messages, first)
+    messages.append({"role": "assistant", "content": first.text})
+    diagnosis = _pick(config.diagnosis_weights, rng)
+    reflection = reflection_text(task, first, diagnosis, rng)
+    messages.append({"role": "user", "content": registered.reflection_prompt})
+    messages.append({"role": "assistant", "content": reflection})
+    if registered.retry_prompt:
+        messages.append({"role": "user", "content": registered.retry_prompt})
+    retry: Attempt | None = None
+    if rng.random() >= config.retry_success.get(diagnosis, 0.0):
+        kind = first.kind if rng.random() < config.repeat_error else _pick(config.error_weights, rng)
+        retry = wrong_attempt(task, kind, rng)
+    if retry is None:
+        retry = right_attempt(task)
+    messages.append({"role": "assistant", "content": retry.text})
+    return R3Conversation(task, messages, first, diagnosis, reflection, retry)
+
+
+def build_conversations(
+    tasks: Sequence[CountdownTask],
+    seed: int,
+    config: CorpusConfig = CorpusConfig(),
+    *,
+    per_task: int = 1,
+    progress: bool | None = None,
+) -> list[R3Conversation]:
+    """``per_task`` conversations for every task, deterministic for ``seed``."""
+    rng = random.Random(seed)
+    out: list[R3Conversation] = []
+    disable = None if progress is None else not progress
+    for task in tqdm(tasks, desc="building conversations", unit="task", disable=disable):
+        for _ in range(per_task):
+            out.append(build_conversation(task, rng, config))
+    return out
+
+
+@dataclass(frozen=True)
+class TaskSplits:
+    """Disjoint task sets: held-out test tasks, RL training tasks, SFT corpus tasks."""
+
+    test: list[CountdownTask]
+    rl_train: list[CountdownTask]
+    sft: list[CountdownTask]
+
+
+def split_tasks(
+    n_test: int, n_rl_train: int, n_sft: int, seed: int, operand_counts: Sequence[int] = DEFAULT_OPERAND_COUNTS
+) -> TaskSplits:
+    """Draw all tasks in one call, so no test task appears in the SFT corpus or the RL data."""
+    if min(n_test, n_rl_train, n_sft) < 0:
+        raise ValueError(f"split sizes must be >= 0, got test={n_test} rl_train={n_rl_train} sft={n_sft}")
+    tasks = generate_tasks(n_test + n_rl_train + n_sft, seed, operand_counts=operand_counts, progress=False)
+    return TaskSplits(tasks[:n_test], tasks[n_test : n_test + n_rl_train], tasks[n_test + n_rl_train :])
+
+
+def write_rl_data(splits: TaskSplits, output_dir: str | os.PathLike) -> dict[str, Path]:
+    """``train.parquet`` (RL tasks) and ``test.parquet`` in the layout of ``r3 data countdown``."""
+    rows = {
+        "train": [task_row(t, "train", i) for i, t in enumerate(splits.rl_train)],
+        "test": [task_row(t, "test", i) for i, t in enumerate(splits.test)],
+    }
+    return write_splits(output_dir, {k: v for k, v in rows.items() if v})
+
+
+# ----------------------------------------------------------------------------------------- tokens
+
+
+@dataclass(frozen=True)
+class ChatPieces:
+    """The chat template split around each role's content, with the assistant's end-of-turn ids."""
+
+    header: Mapping[str, list[int]]
+    footer: Mapping[str, list[int]]
+    #: How many leading footer ids of an assistant turn are trained (the end-of-turn token).
+    trained_footer: int
+
+
+_SENTINEL = "\x00R3SENTINEL\x00"
+
+
+def chat_pieces(tokenizer: Any, roles: Sequence[str] = ("system", "user", "assistant")) -> ChatPieces:
+    """Split the chat template around a sentinel content for each role, then tokenize the pieces."""
+    header: dict[str, list[int]] = {}
+    footer: dict[str, list[int]] = {}
+    for role in roles:
+        text = tokenizer.apply_chat_template([{"role": role, "content": _SENTINEL}], tokenize=False)
+        if text.count(_SENTINEL) != 1:
+            raise ValueError(f"the chat template does not render a lone {role!r} message verbatim; cannot split it")
+        before, after = text.split(_SENTINEL)
+        header[role] = tokenizer(before, add_special_tokens=False)["input_ids"]
+        footer[role] = tokenizer(after, add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    trained = footer["assistant"].index(eos) + 1 if eos in footer["assistant"] else 0
+    return ChatPieces(header, footer, trained)
+
+
+def tokenize_conversations(
+    tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, str]]], *, check: bool = True
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids and loss masks (1 on assistant content and its end-of-turn token) for each chat.
+
+    The ids equal ``apply_chat_template(messages)``: each distinct message text is tokenized once
+    (one batched call to the fast tokenizer) between the template's fixed pieces. ``check`` renders
+    the first conversation through the template and raises if the two disagree (a template or
+    tokenizer whose pieces do not tokenize independently).
+    """
+    pieces = chat_pieces(tokenizer)
+    unique: dict[str, int] = {}
+    for messages in conversations:
+        for m in messages:
+            unique.setdefault(m["content"], len(unique))
+    encoded = encode_texts(tokenizer, list(unique))
+    all_ids: list[list[int]] = []
+    all_masks: list[list[int]] = []
+    for messages in conversations:
+        ids: list[int] = []
+        mask: list[int] = []
+        for m in messages:
+            role = m["role"]
+            if role not in pieces.header:
+                raise ValueError(f"unknown role {role!r} in a conversation; known: {sorted(pieces.header)}")
+            content = encoded[unique[m["content"]]]
+            head, foot = pieces.header[role], pieces.footer[role]
+            ids += head
+            ids += content
+            ids += foot
+            if role == "assistant":
+                n_train = pieces.trained_footer
+                mask += [0] * len(head) + [1] * (len(content) + n_train) + [0] * (len(foot) - n_train)
+            else:
+                mask += [0] * (len(head) + len(content) + len(foot))
+        all_ids.append(ids)
+        all_masks.append(mask)
+    if check:
+        for k in range(min(len(conversations), 8)):
+            if _template_ids(tokenizer, conversations[k]) != all_ids[k]:
+                raise ValueError(
+                    f"piecewise tokenization of conversation {k} disagrees with apply_chat_template for this "
+                    "tokenizer; its pre-tokenizer merges across message boundaries"
+                )
+    return all_ids, all_masks
+
+
+_DIGIT = re.compile(r"(\d)")
+
+
+def isolates_digits(tokenizer: Any) -> bool:
+    """True when the fast tokenizer's first pre-tokenization step splits every digit on its own."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    pre = json.loads(backend.to_str()).get("pre_tokenizer") or {}
+    first = pre["pretokenizers"][0] if pre.get("type") == "Sequence" and pre.get("pretokenizers") else pre
+    return first.get("type") == "Digits" and bool(first.get("individual_digits"))
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens, as ``tokenizer(text)`` gives them.
+
+    With a digit-isolating tokenizer (the countdown tokenizer) no token spans a digit boundary, so a
+    text is the concatenation of its digits and the pieces between them; those pieces repeat across
+    the corpus (the prompt template, operators, reflection phrases), so each is tokenized once and
+    the corpus is assembled from a cache. Other tokenizers get one batched call.
+    """
+    if not texts:
+        return []
+    if not isolates_digits(tokenizer):
+        return [list(x) for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    split = [_DIGIT.split(t) for t in texts]
+    pieces = list(dict.fromkeys(p for parts in split for p in parts if p))
+    piece_ids = dict(zip(pieces, tokenizer(pieces, add_special_tokens=False)["input_ids"], strict=True))
+    out = []
+    for parts in split:
+        ids: list[int] = []
+        for p in parts:
+            if p:
+                ids += piece_ids[p]
+        out.append(ids)
+    return out
+
+
+def _template_ids(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+def write_corpus(
+    path: str | os.PathLike,
+    conversations: Sequence[R3Conversation],
+    input_ids: Sequence[Sequence[int]] | None = None,
+    loss_mask: Sequence[Sequence[int]] | None = None,
+) -> Path:
+    """Write conversations (and tokens, if given) to ``.parquet`` or ``.jsonl``, atomically."""
+    path = Path(path).expanduser()
+    rows = [c.record() for c in conversations]
+    if input_ids is not None:
+        if loss_mask is None or len(input_ids) != len(rows) or len(loss_mask) != len(rows):
+            raise ValueError("input_ids and loss_mask must both be given, one per conversation")
+        for row, ids, mask in zip(rows, input_ids, loss_mask, strict=True):
+            row["input_ids"] = list(ids)
+            row["loss_mask"] = list(mask)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(rows), tmp)
+        elif path.suffix == ".jsonl":
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps(row) + "\n")
+        else:
+            raise ValueError(f"{path}: corpus files must end in .parquet or .jsonl")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def corpus_stats(conversations: Sequence[R3Conversation]) -> dict[str, Any]:
+    """Mix actually produced: first-try accuracy, retry accuracy by diagnosis, kinds."""
+    n = len(conversations)
+    failed = [c for c in conversations if not c.first.passed]
+    by_diag: dict[str, list[bool]] = {}
+    for c in failed:
+        by_diag.setdefault(c.diagnosis or "", []).append(bool(c.retry and c.retry.passed))
+    return {
+        "conversations": n,
+        "first_try_accuracy": sum(c.first.passed for c in conversations) / max(n, 1),
+        "first_kinds": dict(Counter(c.first.kind for c in conversations)),
+        "retry_accuracy_by_diagnosis": {k: sum(v) / len(v) for k, v in sorted(by_diag.items())},
+        "second_try_accuracy": sum(c.first.passed or bool(c.retry and c.retry.passed) for c in conversations)
+        / max(n, 1),
+    }
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m r3_plugin.evidence.corpus",
+        description=(
+            "Write a synthetic corpus of R3 countdown conversations (attempt, reflection, retry), every attempt "
+            "labelled by the countdown verifier, with token ids and an assistant-only loss mask, plus the RL "
+            "train/test task parquets. Prints conversations/second."
+        ),
+    )
+    p.add_argument("--output-dir", default="~/data/r3/evidence", help="where to write (default: %(default)s)")
+    p.add_argument("--conversations", type=int, default=100_000, help="SFT conversations (default: %(default)s)")
+    p.add_argument("--test-size", type=int, default=1000, help="held-out test tasks (default: %(default)s)")
+    p.add_argument("--rl-train-size", type=int, default=20_000, help="RL training tasks (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for tasks and conversations (default: %(default)s)")
+    p.add_argument("--vocab-size", type=int, default=1024, help="tokenizer vocabulary (default: %(default)s)")
+    add_mix_arguments(p)
+    p.add_argument("--format", choices=("parquet", "jsonl"), default="parquet", help="corpus file format")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from r3_plugin.evidence.tokenizer import build_countdown_tokenizer
+
+    args = _parse_args(argv)
+    out = Path(args.output_dir).expanduser()
+    config = mix_from_args(args)
+    t0 = time.perf_counter()
+    splits = split_tasks(args.test_size, args.rl_train_size, args.conversations, args.seed)
+    t1 = time.perf_counter()
+    convs = build_conversations(splits.sft, args.seed + 1, config, progress=False if args.no_progress else None)
+    t2 = time.perf_counter()
+    tokenizer = build_countdown_tokenizer(_tokenizer_texts(tokenizer_sample(convs)), args.vocab_size)
+    t3 = time.perf_counter()
+    ids, masks = tokenize_conversations(tokenizer, [c.messages for c in convs])
+    t4 = time.perf_counter()
+    write_rl_data(splits, out / "data")
+    tokenizer.save_pretrained(out / "tokenizer")
+    corpus_path = write_corpus(out / f"sft.{args.format}", convs, ids, masks)
+    t5 = time.perf_counter()
+    n = len(convs)
+    report = {
+        **corpus_stats(convs),
+        "tokens": sum(map(len, ids)),
+        "trained_tokens": sum(map(sum, masks)),
+        "seconds": {
+            "tasks": round(t1 - t0, 2),
+            "conversations": round(t2 - t1, 2),
+            "tokenizer_training": round(t3 - t2, 2),
+            "tokenization": round(t4 - t3, 2),
+            "writing": round(t5 - t4, 2),
+        },
+        "conversations_per_second_excluding_writing": round(n / max(t4 - t0, 1e-9)),
+        "corpus": str(corpus_path),
+    }
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def tokenizer_sample(conversations: Sequence[R3Conversation], n: int = 5000) -> list[list[dict[str, str]]]:
+    """The first ``n`` conversations' messages: enough text to learn the corpus's merges."""
+    return [c.messages for c in conversations[:n]]
+
+
+def _tokenizer_texts(conversations: Sequence[Sequence[Mapping[str, str]]]) -> list[str]:
+    return [m["content"] for msgs in conversations for m in msgs]
+
+
+def corpus_record_config(config: CorpusConfig) -> dict[str, Any]:
+    """The mix as plain data (stored next to checkpoints)."""
+    return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in asdict(config).items()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

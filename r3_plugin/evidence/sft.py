@@ -1,0 +1,440 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Supervised training from scratch of a small Qwen2 on synthetic R3 countdown conversations.
+
+One command builds everything the R3 evidence run needs from a seed: disjoint test / RL / SFT task
+sets (3-number countdown), the conversation corpus, a countdown tokenizer, and the trained model in
+Hugging Face format (``Qwen2ForCausalLM``, vocabulary equal to the tokenizer's, ChatML template,
+generation config) that transformers, vLLM and verl load. Greedy first-try accuracy on held-out
+tasks is measured with the real verifier while training, so the run can stop at a middling skill.
+
+    python -m r3_plugin.evidence.sft --output-dir runs/evidence --steps 2000 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from r3_plugin.data.countdown import CountdownTask
+from r3_plugin.data.prompts import countdown_messages
+from r3_plugin.evidence.corpus import (
+    CorpusConfig,
+    add_mix_arguments,
+    build_conversations,
+    corpus_record_config,
+    corpus_stats,
+    mix_from_args,
+    split_tasks,
+    tokenize_conversations,
+    tokenizer_sample,
+    write_corpus,
+    write_rl_data,
+)
+from r3_plugin.evidence.tokenizer import DEFAULT_VOCAB_SIZE, build_countdown_tokenizer
+from r3_plugin.verifiers.countdown import countdown_verify
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """Qwen2 shape. Parameter counts below are for a ~1k-token vocabulary."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+
+
+PRESETS: dict[str, ModelPreset] = {
+    # CPU tests: ~0.1M parameters.
+    "tiny": ModelPreset(64, 2, 4, 4, 128),
+    # ~7M parameters: 14 MB in bfloat16, small enough to commit as the demo's embedded model.
+    "small": ModelPreset(256, 8, 4, 4, 768),
+    # ~12M parameters: the size of the 13M probe in the issue.
+    "base": ModelPreset(384, 6, 6, 6, 1152),
+}
+MAX_POSITIONS = 2048  # the countdown recipe's prompt (512) + episode (1536) budget
+
+
+def build_model(preset: ModelPreset, tokenizer: Any, seed: int):
+    """A randomly initialised Qwen2ForCausalLM whose vocabulary is exactly the tokenizer's."""
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=preset.hidden_size,
+        intermediate_size=preset.intermediate_size,
+        num_hidden_layers=preset.num_layers,
+        num_attention_heads=preset.num_heads,
+        num_key_value_heads=preset.num_kv_heads,
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.pad_token_id],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return model
+
+
+# ----------------------------------------------------------------------------------------- batches
+
+
+def make_batch(ids: Sequence[Sequence[int]], masks: Sequence[Sequence[int]], pad_id: int, max_length: int):
+    """Right-padded (input_ids, attention_mask, labels); labels are -100 outside the loss mask."""
+    import torch
+
+    length = min(max(len(x) for x in ids), max_length)
+    n = len(ids)
+    input_ids = torch.full((n, length), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, length), dtype=torch.long)
+    labels = torch.full((n, length), -100, dtype=torch.long)
+    for i, (x, m) in enumerate(zip(ids, masks, strict=True)):
+        x, m = x[:length], m[:length]
+        row = torch.tensor(x, dtype=torch.long)
+        input_ids[i, : len(x)] = row
+        attention[i, : len(x)] = 1
+        keep = torch.tensor(m, dtype=torch.bool)
+        labels[i, : len(x)] = torch.where(keep, row, torch.full_like(row, -100))
+    return input_ids, attention, labels
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, floor: float = 0.1) -> float:
+    """Linear warmup, then cosine decay to ``floor * peak``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+
+
+def first_try_accuracy(
+    model: Any,
+    tokenizer: Any,
+    tasks: Sequence[CountdownTask],
+    *,
+    device: str,
+    batch_size: int = 64,
+    max_new_tokens: int = 64,
+) -> dict[str, Any]:
+    """Greedy first attempts on ``tasks``, judged by the countdown verifier."""
+    import torch
+
+    from r3_plugin.backends.hf import render_prompt_ids
+
+    was_training = model.training
+    model.eval()
+    categories: Counter[str] = Counter()
+    passed = 0
+    samples: list[str] = []
+    for start in range(0, len(tasks), batch_size):
+        chunk = tasks[start : start + batch_size]
+        prompts = [render_prompt_ids(tokenizer, countdown_messages(t.target, t.numbers), None) for t in chunk]
+        width = max(map(len, prompts))
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        with torch.no_grad(), _autocast(device):
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=pad,
+            )
+        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        for task, text in zip(chunk, texts, strict=True):
+            result = countdown_verify(text, {"target": task.target, "numbers": list(task.numbers)})
+            categories[result.category] += 1
+            passed += result.passed
+            if len(samples) < 3:
+                samples.append(text)
+    if was_training:
+        model.train()
+    return {
+        "accuracy": passed / max(len(tasks), 1),
+        "n": len(tasks),
+        "categories": dict(categories),
+        "samples": samples,
+    }
+
+
+def _autocast(device: str):
+    import contextlib
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------------------- saving
+
+
+def save_model(model: Any, tokenizer: Any, target: Path, dtype: str, metadata: dict[str, Any]) -> Path:
+    """Save in HF format to ``target`` atomically (written beside it, then renamed into place)."""
+    import torch
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    state_dtype = getattr(torch, dtype)
+    original = next(model.parameters()).dtype
+    model.to(state_dtype)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+    finally:
+        model.to(original)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "r3_evidence.json").write_text(json.dumps(metadata, indent=2))
+    for f in tmp.iterdir():  # some writers create 0600 temp files; a shared checkpoint should be readable
+        f.chmod(0o644)
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+# ----------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class SFTConfig:
+    output_dir: str
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    max_length: int = 512
+    preset: str = "base"
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    conversations: int = 100_000
+    test_size: int = 1000
+    rl_train_size: int = 20_000
+    eval_size: int = 256
+    eval_every: int = 250
+    save_every: int = 0
+    log_every: int = 25
+    max_new_tokens: int = 64
+    mix: CorpusConfig = field(default_factory=CorpusConfig)
+    seed: int = 0
+    device: str = "auto"
+    save_dtype: str = "bfloat16"
+    write_corpus: bool = False
+    progress: bool | None = None
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    return device
+
+
+def train(cfg: SFTConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Build data, train, evaluate, save; returns a summary (also written to the model directory)."""
+    import torch
+
+    if cfg.preset not in PRESETS:
+        raise SystemExit(f"--preset {cfg.preset!r}: unknown; choose from {sorted(PRESETS)}")
+    device = _resolve_device(cfg.device)
+    out = Path(cfg.output_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    t0 = time.perf_counter()
+    splits = split_tasks(cfg.test_size, cfg.rl_train_size, cfg.conversations, cfg.seed)
+    convs = build_conversations(splits.sft, cfg.seed + 1, cfg.mix, progress=cfg.progress)
+    tokenizer = build_countdown_tokenizer(
+        [m["content"] for msgs in tokenizer_sample(convs) for m in msgs], cfg.vocab_size
+    )
+    ids, masks = tokenize_conversations(tokenizer, [c.messages for c in convs])
+    write_rl_data(splits, out / "data")
+    if cfg.write_corpus:
+        write_corpus(out / "sft.parquet", convs, ids, masks)
+    data_seconds = time.perf_counter() - t0
+    stats = corpus_stats(convs)
+    _log(out, {"event": "data", "seconds": round(data_seconds, 2), **stats, "vocab": len(tokenizer)})
+
+    model = build_model(PRESETS[cfg.preset], tokenizer, cfg.seed).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    _log(out, {"event": "model", "preset": cfg.preset, "parameters": n_params, "device": device})
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optim = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    eval_tasks = splits.test[: cfg.eval_size]
+    order_rng = random.Random(cfg.seed + 2)
+    order: list[int] = []
+    history: list[dict[str, Any]] = []
+    losses: list[float] = []
+    model.train()
+    tokens_seen = 0
+    t_train = time.perf_counter()
+    for step in range(cfg.steps):
+        if len(order) < cfg.batch_size:
+            epoch = list(range(len(ids)))
+            order_rng.shuffle(epoch)
+            order += epoch
+        picked, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        batch = make_batch([ids[i] for i in picked], [masks[i] for i in picked], tokenizer.pad_token_id, cfg.max_length)
+        input_ids, attention, labels = (t.to(device) for t in batch)
+        lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps)
+        for group in optim.param_groups:
+            group["lr"] = lr
+        with _autocast(device):
+            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        tokens_seen += int(attention.sum())
+        losses.append(float(loss.detach()))
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            elapsed = time.perf_counter() - t_train
+            recent = losses[-cfg.log_every :]
+            _log(
+                out,
+                {
+                    "event": "train",
+                    "step": done,
+                    "loss": round(sum(recent) / len(recent), 4),
+                    "lr": lr,
+                    "tokens_per_second": round(tokens_seen / max(elapsed, 1e-9)),
+                },
+            )
+        if eval_tasks and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+            ev = first_try_accuracy(model, tokenizer, eval_tasks, device=device, max_new_tokens=cfg.max_new_tokens)
+            history.append({"step": done, **{k: ev[k] for k in ("accuracy", "n", "categories")}})
+            _log(out, {"event": "eval", "step": done, **ev})
+        if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
+            save_model(model, tokenizer, out / "checkpoint", cfg.save_dtype, _metadata(cfg, argv, done, history))
+
+    summary = _metadata(cfg, argv, cfg.steps, history)
+    summary.update(parameters=n_params, corpus=stats, losses_first_last=[losses[:5], losses[-5:]])
+    save_model(model, tokenizer, out / "model", cfg.save_dtype, summary)
+    _log(out, {"event": "saved", "path": str(out / "model")})
+    return summary
+
+
+def _metadata(cfg: SFTConfig, argv: Sequence[str] | None, step: int, history: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "built_by": "r3_plugin.evidence.sft",
+        "command": "python -m r3_plugin.evidence.sft " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seed": cfg.seed,
+        "step": step,
+        "config": {k: v for k, v in asdict(cfg).items() if k != "mix"},
+        "preset": asdict(PRESETS[cfg.preset]),
+        "corpus_config": corpus_record_config(cfg.mix),
+        "eval_history": history,
+    }
+
+
+def _log(out: Path, record: dict[str, Any]) -> None:
+    line = json.dumps(record)
+    print(line, flush=True)
+    with open(out / "train_log.jsonl", "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def _parse_args(argv: Sequence[str] | None) -> SFTConfig:
+    d = SFTConfig(output_dir="")
+    p = argparse.ArgumentParser(
+        prog="python -m r3_plugin.evidence.sft",
+        description=(
+            "Train a small Qwen2 from scratch on synthetic R3 countdown conversations (3 numbers). Writes "
+            "OUTPUT_DIR/data/{train,test}.parquet (RL tasks and held-out tasks, disjoint from the SFT corpus), "
+            "OUTPUT_DIR/model (Hugging Face format, loadable by transformers, vLLM and verl), and "
+            "OUTPUT_DIR/train_log.jsonl (loss, greedy first-try accuracy on held-out tasks)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--output-dir", required=True, help="run directory")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="conversations per step")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed for tasks, corpus, initialisation and order")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW, warmup then cosine)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="linear warmup steps")
+    p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="model size")
+    p.add_argument("--vocab-size", type=int, default=d.vocab_size, help="tokenizer vocabulary")
+    p.add_argument("--conversations", type=int, default=d.conversations, help="SFT conversations (one per task)")
+    add_mix_arguments(p)
+    p.add_argument("--test-size", type=int, default=d.test_size, help="held-out test tasks")
+    p.add_argument("--rl-train-size", type=int, default=d.rl_train_size, help="RL training tasks")
+    p.add_argument("--eval-size", type=int, default=d.eval_size, help="held-out tasks for periodic eval (0: none)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="eval period in steps (0: never)")
+    p.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint period (0: only at the end)")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="loss logging period")
+    p.add_argument("--max-length", type=int, default=d.max_length, help="truncate conversations to this many tokens")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="eval generation budget")
+    p.add_argument("--save-dtype", default=d.save_dtype, choices=("bfloat16", "float32"), help="saved weights")
+    p.add_argument("--write-corpus", action="store_true", help="also write OUTPUT_DIR/sft.parquet")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    for name in ("steps", "batch_size", "conversations", "max_length", "log_every"):
+        if getattr(a, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    if a.eval_size > a.test_size:
+        raise SystemExit(f"--eval-size ({a.eval_size}) cannot exceed --test-size ({a.test_size})")
+    mix = mix_from_args(a)
+    mix_keys = {"no_progress", "first_right", "error_weights", "diagnosis_weights", "retry_success"}
+    values = {k: v for k, v in vars(a).items() if k not in mix_keys}
+    return SFTConfig(**values, mix=mix, progress=False if a.no_progress else None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = _parse_args(argv)
+    summary = train(cfg, argv)
+    last = summary["eval_history"][-1] if summary["eval_history"] else None
+    print(json.dumps({"model": str(Path(cfg.output_dir).expanduser() / "model"), "final_eval": last}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""A small ChatML tokenizer for countdown, trained on the evidence corpus itself.
+
+Digits are split one per token (as Qwen2 does), so the model reads and writes any number with ten
+symbols instead of memorising a token per number; the rest is byte-level BPE, so any text the model
+or a user writes still encodes. The ChatML special tokens and template are the ones of
+:mod:`r3_plugin.tiny_model`, so verl picks its Qwen continuous-token builder and vLLM stops on
+``<|im_end|>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from r3_plugin.tiny_model import CHATML_TEMPLATE, SPECIAL_TOKENS
+
+DEFAULT_VOCAB_SIZE = 1024
+
+
+def build_countdown_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE):
+    """Train a digit-splitting byte-level BPE tokenizer on ``texts``; returns a PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if vocab_size < 256 + len(SPECIAL_TOKENS):
+        raise ValueError(
+            f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} (bytes + specials), got {vocab_size}"
+        )
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    return fast

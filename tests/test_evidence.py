@@ -1,0 +1,243 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The R3 evidence pipeline: synthetic conversations labelled by the real verifier, their tokens and
+loss mask, and a from-scratch SFT run that saves a reloadable Qwen2."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from r3_plugin.evidence import corpus as ec
+from r3_plugin.tasks import get_task
+from r3_plugin.verifiers.countdown import WRONG_NUMBERS, WRONG_TARGET, countdown_verify, evaluate_expression
+
+_NUM = re.compile(r"\d+")
+
+
+def _gt(task):
+    return {"target": task.target, "numbers": list(task.numbers)}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return ec.split_tasks(20, 20, 400, seed=7)
+
+
+@pytest.fixture(scope="module")
+def conversations(splits):
+    # Mostly failures so every diagnosis and retry path is exercised.
+    return ec.build_conversations(splits.sft, seed=3, config=ec.CorpusConfig(first_right=0.2))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(conversations):
+    from r3_plugin.evidence.tokenizer import build_countdown_tokenizer
+
+    return build_countdown_tokenizer([m["content"] for c in conversations for m in c.messages], vocab_size=512)
+
+
+def _attempts(conv):
+    return [a for a in (conv.first, conv.retry) if a is not None]
+
+
+def test_every_attempt_label_agrees_with_the_verifier(conversations):
+    task_prompts = get_task("countdown")
+    seen_kinds = Counter()
+    for conv in conversations:
+        assistant = [m["content"] for m in conv.messages if m["role"] == "assistant"]
+        assert [a.text for a in _attempts(conv)] == [assistant[0], *assistant[2:]]
+        for attempt in _attempts(conv):
+            result = countdown_verify(attempt.text, _gt(conv.task))
+            assert (attempt.category, attempt.passed) == (result.category, result.passed)
+            assert attempt.category == ec.EXPECTED_CATEGORY[attempt.kind]
+            seen_kinds[attempt.kind] += 1
+        roles = [m["role"] for m in conv.messages]
+        assert roles == ["user", "assistant"] * (len(roles) // 2)
+        if conv.first.passed:
+            assert len(conv.messages) == 2 and conv.retry is None
+        else:
+            assert conv.messages[2]["content"] == task_prompts.reflection_prompt
+            assert conv.messages[4]["content"] == task_prompts.retry_prompt
+            assert conv.messages[3]["content"] == conv.reflection and conv.diagnosis in ec.DIAGNOSES
+    assert set(seen_kinds) == {ec.RIGHT, *ec.ERROR_KINDS}
+
+
+def test_retry_success_follows_the_diagnosis(conversations):
+    stats = ec.corpus_stats(conversations)
+    by = stats["retry_accuracy_by_diagnosis"]
+    assert by[ec.ACCURATE] > by[ec.VAGUE] > by[ec.WRONG]
+    assert stats["first_try_accuracy"] < stats["second_try_accuracy"]
+
+
+@pytest.mark.parametrize("kind", ec.ERROR_KINDS)
+def test_each_error_kind_produces_its_error(splits, kind):
+    rng = random.Random(11)
+    made = 0
+    for task in splits.sft[:60]:
+        attempt = ec.wrong_attempt(task, kind, rng)
+        if attempt is None:  # e.g. "reused" needs two different numbers
+            continue
+        made += 1
+        verdict = countdown_verify(attempt.text, _gt(task))
+        used = Counter(int(x) for x in _NUM.findall(attempt.expression))
+        given = Counter(task.numbers)
+        if kind == ec.WRONG_VALUE:
+            assert verdict.category == WRONG_TARGET
+            assert used == given and evaluate_expression(attempt.expression) != task.target
+        else:
+            assert verdict.category == WRONG_NUMBERS
+        if kind == ec.NOT_IN_LIST:
+            assert any(v not in given for v in used)
+        elif kind == ec.LEFT_OUT:
+            assert sum(used.values()) == len(task.numbers) - 1 and not (used - given)
+        elif kind == ec.REUSED:
+            assert any(used[v] > given[v] and v in given for v in used)
+            assert sum(used.values()) == len(task.numbers)
+    assert made >= 50
+
+
+def test_accurate_diagnoses_name_the_real_error(conversations):
+    checked = Counter()
+    for conv in conversations:
+        if conv.diagnosis != ec.ACCURATE:
+            continue
+        expr, text = conv.first.expression, conv.reflection
+        used = Counter(int(x) for x in _NUM.findall(expr))
+        given = Counter(conv.task.numbers)
+        mentioned = {int(x) for x in _NUM.findall(text)}
+        for v in (used - given) | (given - used):
+            assert v in mentioned, (expr, text)
+        if conv.first.kind == ec.WRONG_VALUE:
+            value = evaluate_expression(expr)
+            shown = str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+            assert f"equals {shown}, not {conv.task.target}" in text
+        checked[conv.first.kind] += 1
+    assert set(checked) == set(ec.ERROR_KINDS)
+
+
+def test_wrong_diagnoses_do_not_name_the_real_error(conversations):
+    for conv in conversations:
+        if conv.diagnosis == ec.WRONG:
+            assert conv.reflection != ec.accurate_diagnosis(conv.task, conv.first)
+
+
+def _template_ids(tokenizer, messages):
+    out = tokenizer.apply_chat_template(messages, tokenize=True)
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        out = out["input_ids"]
+    return list(out)
+
+
+def test_corpus_ids_equal_the_chat_template(conversations, tokenizer):
+    ids, masks = ec.tokenize_conversations(tokenizer, [c.messages for c in conversations])
+    for conv, x, m in zip(conversations, ids, masks, strict=True):
+        assert x == _template_ids(tokenizer, conv.messages)
+        assert len(m) == len(x)
+    texts = sorted({m["content"] for c in conversations for m in c.messages})
+    assert ec.isolates_digits(tokenizer)
+    assert ec.encode_texts(tokenizer, texts) == tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def test_loss_mask_covers_exactly_the_assistant_turns(conversations, tokenizer):
+    ids, masks = ec.tokenize_conversations(tokenizer, [c.messages for c in conversations])
+    eos = tokenizer.eos_token
+    for conv, x, m in zip(conversations, ids, masks, strict=True):
+        runs, current = [], []
+        for tok, keep in zip(x, m, strict=True):
+            if keep:
+                current.append(tok)
+            elif current:
+                runs.append(current)
+                current = []
+        if current:
+            runs.append(current)
+        assistant = [msg["content"] for msg in conv.messages if msg["role"] == "assistant"]
+        decoded = [tokenizer.decode(r, skip_special_tokens=False) for r in runs]
+        assert decoded == [a + eos for a in assistant]
+
+
+def test_corpus_writers_round_trip(tmp_path, conversations, tokenizer):
+    convs = conversations[:10]
+    ids, masks = ec.tokenize_conversations(tokenizer, [c.messages for c in convs])
+    pq = ec.write_corpus(tmp_path / "c.parquet", convs, ids, masks)
+    df = pd.read_parquet(pq)
+    assert [list(v) for v in df["input_ids"]] == ids and [list(v) for v in df["loss_mask"]] == masks
+    assert df["messages"].iloc[0][0]["content"] == convs[0].messages[0]["content"]
+    jl = ec.write_corpus(tmp_path / "c.jsonl", convs)
+    rows = [json.loads(line) for line in jl.read_text().splitlines()]
+    assert [r["messages"] for r in rows] == [c.messages for c in convs]
+    with pytest.raises(ValueError, match=r"\.parquet or \.jsonl"):
+        ec.write_corpus(tmp_path / "c.csv", convs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "c.parquet"]  # no temp files left
+
+
+def test_corpus_config_rejects_bad_mixes():
+    with pytest.raises(ValueError, match="first_right"):
+        ec.CorpusConfig(first_right=1.5)
+    with pytest.raises(ValueError, match="unknown keys"):
+        ec.CorpusConfig(error_weights={"typo": 1.0})
+    with pytest.raises(ValueError, match="positive sum"):
+        ec.CorpusConfig(diagnosis_weights={ec.ACCURATE: 0.0})
+
+
+def test_tiny_sft_lowers_the_loss_and_saves_a_loadable_qwen2(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from r3_plugin.backends.hf import render_prompt_ids
+    from r3_plugin.data.prompts import countdown_messages
+    from r3_plugin.evidence import sft
+
+    out = tmp_path / "run"
+    args = [
+        "--output-dir", str(out), "--device", "cpu", "--preset", "tiny", "--steps", "40", "--batch-size", "16",
+        "--conversations", "800", "--test-size", "16", "--rl-train-size", "16", "--eval-size", "8",
+        "--eval-every", "40", "--log-every", "10", "--lr", "3e-3", "--warmup-steps", "5", "--vocab-size", "400",
+        "--max-new-tokens", "24", "--write-corpus", "--no-progress",
+    ]  # fmt: skip
+    assert sft.main(args) == 0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if r["event"] == "train"]
+    assert len(losses) == 4 and losses[-1] < losses[0] - 1.0
+    evals = [r for r in log if r["event"] == "eval"]
+    assert evals and evals[-1]["n"] == 8 and sum(evals[-1]["categories"].values()) == 8
+
+    model_dir = out / "model"
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert model.config.vocab_size == len(tok)
+    assert tok.eos_token == "<|im_end|>" and "<|im_start|>" in tok.chat_template
+    meta = json.loads((model_dir / "r3_evidence.json").read_text())
+    assert meta["seed"] == 0 and "--preset tiny" in meta["command"]
+    prompt = render_prompt_ids(tok, countdown_messages(10, [2, 3, 4]), None)
+    gen = model.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert gen.shape[1] > len(prompt)
+
+    # RL data: verl rows; the held-out tasks never appear in the SFT corpus.
+    test = pd.read_parquet(out / "data" / "test.parquet")
+    corpus = pd.read_parquet(out / "sft.parquet")
+    assert len(test) == 16 and set(test["agent_name"]) == {"r3_agent"}
+    held_out = {
+        (int(gt["target"]), tuple(sorted(gt["numbers"])))
+        for gt in test["reward_model"].map(lambda r: r["ground_truth"])
+    }
+    seen = {(int(t), tuple(sorted(n))) for t, n in zip(corpus["target"], corpus["numbers"], strict=True)}
+    assert not held_out & seen
