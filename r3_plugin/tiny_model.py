@@ -68,13 +68,21 @@ def _corpus(n: int = 400, seed: int = 0) -> list[str]:
     return lines
 
 
-def build_tiny_tokenizer(vocab_size: int = 512):
-    """Train a byte-level BPE tokenizer with ChatML special tokens; returns a PreTrainedTokenizerFast."""
+def train_chatml_tokenizer(texts, vocab_size: int, *, split_digits: bool = False):
+    """Train a byte-level BPE tokenizer with the ChatML special tokens and template on ``texts``.
+
+    ``split_digits`` gives every digit its own token (as Qwen2 does) before byte-level BPE.
+    Returns a ``PreTrainedTokenizerFast``.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if split_digits:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -82,7 +90,7 @@ def build_tiny_tokenizer(vocab_size: int = 512):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -91,6 +99,11 @@ def build_tiny_tokenizer(vocab_size: int = 512):
     )
     fast.chat_template = CHATML_TEMPLATE
     return fast
+
+
+def build_tiny_tokenizer(vocab_size: int = 512):
+    """The tests' and demo's tokenizer: trained on a small built-in R3-style corpus."""
+    return train_chatml_tokenizer(_corpus(), vocab_size)
 
 
 def build_tiny_model(
