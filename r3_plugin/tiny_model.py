@@ -106,6 +106,44 @@ def build_tiny_tokenizer(vocab_size: int = 512):
     return train_chatml_tokenizer(_corpus(), vocab_size)
 
 
+def new_qwen2_model(
+    tokenizer,
+    *,
+    hidden_size: int,
+    intermediate_size: int,
+    num_layers: int,
+    num_heads: int,
+    num_kv_heads: int,
+    max_positions: int,
+    eos_token_ids: int | list[int],
+    do_sample: bool = False,
+):
+    """A randomly initialised Qwen2ForCausalLM whose vocabulary is exactly the tokenizer's.
+
+    An exact vocabulary keeps vLLM from sampling ids the tokenizer cannot decode.
+    """
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=eos_token_ids, pad_token_id=tokenizer.pad_token_id, do_sample=do_sample
+    )
+    return model
+
+
 def build_tiny_model(
     out_dir: str | os.PathLike,
     *,
@@ -119,28 +157,21 @@ def build_tiny_model(
     Loadable with ``AutoModelForCausalLM`` / ``AutoTokenizer`` (and by vLLM and verl).
     """
     import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tiny_tokenizer()
     torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
+    model = new_qwen2_model(
+        tokenizer,
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=True
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_heads,
+        max_positions=4096,
+        eos_token_ids=tokenizer.eos_token_id,
+        do_sample=True,
     )
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

@@ -33,3 +33,18 @@ def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture
+def hang_guard():
+    """Turn a hang into a failure (generous; this is not a speed assertion)."""
+    import signal
+
+    def _alarm(signum, frame):
+        raise TimeoutError("verifier did not return within 30 s")
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)

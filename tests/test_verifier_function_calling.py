@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import numpy as np
 import pandas as pd
@@ -51,20 +50,6 @@ GOLD = json.dumps([WEATHER, TIME])
 
 def _dump(value) -> str:
     return json.dumps(value)
-
-
-@pytest.fixture
-def hang_guard():
-    """Turn a hang into a failure (generous; this is not a speed assertion)."""
-
-    def _alarm(signum, frame):
-        raise TimeoutError("verifier did not return within 30 s")
-
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 # ---------------------------------------------------------------------------------------------- formats

@@ -54,6 +54,7 @@ from r3_plugin.evidence.corpus import (
     write_rl_data,
 )
 from r3_plugin.evidence.tokenizer import DEFAULT_VOCAB_SIZE, build_countdown_tokenizer
+from r3_plugin.tiny_model import new_qwen2_model
 from r3_plugin.verifiers.countdown import countdown_verify
 
 
@@ -82,28 +83,18 @@ MAX_POSITIONS = 2048  # the countdown recipe's prompt (512) + episode (1536) bud
 def build_model(preset: ModelPreset, tokenizer: Any, seed: int):
     """A randomly initialised Qwen2ForCausalLM whose vocabulary is exactly the tokenizer's."""
     import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
+    return new_qwen2_model(
+        tokenizer,
         hidden_size=preset.hidden_size,
         intermediate_size=preset.intermediate_size,
-        num_hidden_layers=preset.num_layers,
-        num_attention_heads=preset.num_heads,
-        num_key_value_heads=preset.num_kv_heads,
-        max_position_embeddings=MAX_POSITIONS,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        num_layers=preset.num_layers,
+        num_heads=preset.num_heads,
+        num_kv_heads=preset.num_kv_heads,
+        max_positions=MAX_POSITIONS,
+        eos_token_ids=[tokenizer.eos_token_id, tokenizer.pad_token_id],
     )
-    model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[tokenizer.eos_token_id, tokenizer.pad_token_id],
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return model
 
 
 # ----------------------------------------------------------------------------------------- batches
