@@ -44,7 +44,7 @@ from verl.utils.profiler import simple_timer
 
 from r3_plugin.episode import EndReason, Episode, EpisodeConfig, Finish, Generation, TurnKind, run_episode
 from r3_plugin.episode_info import episode_record
-from r3_plugin.tasks import get_task
+from r3_plugin.tasks import get_task, to_plain
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "WARN"))
@@ -88,17 +88,6 @@ class R3Config:
         if self.credit == "reflection_and_retry":
             return frozenset({TurnKind.REFLECTION, TurnKind.RETRY})
         return frozenset({TurnKind.REFLECTION})
-
-
-def _to_plain(value: Any) -> Any:
-    """Parquet gives numpy arrays and numpy scalars; chat templates and verifiers want Python."""
-    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_to_plain(v) for v in value]
-    return value
 
 
 class VerlConversation:
@@ -272,9 +261,9 @@ class R3AgentLoop(AgentLoopBase):
         validate = self.is_validation(sampling_params)
         data_source = str(kwargs.get("data_source"))
         task = get_task(data_source)
-        extra_info = _to_plain(kwargs.get("extra_info") or {})
-        ground_truth = _to_plain((kwargs.get("reward_model") or {}).get("ground_truth"))
-        messages = _to_plain(list(kwargs["raw_prompt"]))
+        extra_info = to_plain(kwargs.get("extra_info") or {})
+        ground_truth = to_plain((kwargs.get("reward_model") or {}).get("ground_truth"))
+        messages = to_plain(list(kwargs["raw_prompt"]))
         tools = None
         if extra_info.get("tools_in_chat_template") and extra_info.get("tools"):
             raw_tools = extra_info["tools"]

@@ -25,29 +25,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from r3_plugin.tasks import to_plain
+
 REQUIRED_COLUMNS = ("data_source", "prompt", "reward_model")
 
 
 class DatasetError(ValueError):
     """A parquet file does not follow the R3 data contract (the message names file, row and key)."""
-
-
-def to_plain(value: Any) -> Any:
-    """Recursively turn numpy arrays/scalars (and tuples) into lists, dicts and Python scalars."""
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy comes with pandas
-        np = None
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_plain(v) for v in value]
-    if np is not None:
-        if isinstance(value, np.ndarray):
-            return [to_plain(v) for v in value.tolist()]
-        if isinstance(value, np.generic):
-            return value.item()
-    return value
 
 
 @dataclass

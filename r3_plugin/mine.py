@@ -155,7 +155,7 @@ def write_failures_parquet(data_path: str, records: dict[int, dict], output: str
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from r3_plugin.dataset_rows import to_plain
+    from r3_plugin.tasks import to_plain
 
     table = pq.read_table(data_path)
     keep = sorted(k for k, r in records.items() if r["failed"] and k < table.num_rows)

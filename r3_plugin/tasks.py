@@ -56,6 +56,20 @@ class VerifyResult:
         return 1.0 if self.passed else 0.0
 
 
+def to_plain(value: Any) -> Any:
+    """numpy arrays/scalars (what parquet round trips give) to plain Python, recursively.
+
+    Chat templates, JSON and verifiers want lists, dicts and Python scalars.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
+        return to_plain(value.tolist())  # np.ndarray -> list, np.generic -> Python scalar
+    return value
+
+
 Verifier = Callable[[str, Any, Mapping[str, Any] | None], VerifyResult]
 
 

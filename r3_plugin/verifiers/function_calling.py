@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from r3_plugin.tasks import CORRECT, NO_ANSWER, VerifyResult, register_task
+from r3_plugin.tasks import CORRECT, NO_ANSWER, VerifyResult, register_task, to_plain
 
 __all__ = [
     "ANSWER_TOO_LONG",
@@ -150,17 +150,6 @@ def _depth_ok(value: Any, limit: int) -> bool:
                 return False
             stack.extend((x, depth + 1) for x in v)
     return True
-
-
-def _plain(value: Any) -> Any:
-    """numpy arrays/scalars (parquet round trips) to plain Python, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
-        return _plain(value.tolist())  # np.ndarray -> list, np.generic -> python scalar
-    return value
 
 
 # ---------------------------------------------------------------------------------------------- extraction
@@ -372,7 +361,7 @@ def parse_gold_calls(ground_truth: Any) -> list[dict[str, Any]]:
             gt = json.loads(gt)
         except ValueError as exc:
             raise ValueError(f"function-calling ground truth is not valid JSON: {ground_truth!r:.200}") from exc
-    gt = _plain(gt)
+    gt = to_plain(gt)
     if isinstance(gt, dict) and "name" not in gt and isinstance(gt.get("answers"), list | str):
         return parse_gold_calls(gt["answers"])
     try:
@@ -558,7 +547,7 @@ def parse_tools(tools: Any) -> dict[str, ToolSpec]:
             tools = json.loads(tools)
         except ValueError as exc:
             raise ValueError(f"extra_info['tools'] is not valid JSON: {exc}") from exc
-    tools = _plain(tools)
+    tools = to_plain(tools)
     if isinstance(tools, dict):
         tools = [tools]
     if not isinstance(tools, list):
