@@ -11,21 +11,25 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The ``r3_agent`` verl agent loop: fail, reflect, retry inside verl's AgentLoopWorker.
+"""The ``r3_agent`` verl agent loop: fail, reflect, retry inside verl's agent-loop worker.
 
 Tokens go through verl's continuous-token builder only (``ct_build_initial_tokens``,
-``ct_merge_assistant_token``, ``ct_merge_context_msg``), so the trajectory is exactly the chat
-template of the whole conversation and decoded text is never re-encoded. The episode logic itself
-is :func:`r3_plugin.episode.run_episode`, shared with the miner and the evaluator.
+``ct_merge_assistant_token``, ``ct_merge_context_msg``, ``render_delta_token_id``), so the trajectory
+is exactly the chat template of the whole conversation and generated text is never re-encoded. The
+episode logic itself is :func:`r3_plugin.episode.run_episode`, shared with the miner and the evaluator.
 
+The prompt is the task and nothing else. Everything after it is the response: the first attempt
+(sampled, or stored in offline mode), the inserted user messages, the reflection and the retry.
 Credit: ``reflection`` (the paper) gives response-mask 1 to reflection tokens only;
-``reflection_and_retry`` also to the retry answer. Everything else (first attempt, inserted user
-messages, boundary tokens) has mask 0, so verl's GRPO puts no gradient there.
+``reflection_and_retry`` also to the retry answer. Everything else has mask 0, so verl's GRPO puts no
+gradient there.
 
-Sessions with nothing to learn (training, online mode, first attempt passed; aborted episodes) are
-dropped by returning ``[]`` (verl's v1 trainer supports this): they neither enter the GRPO group
-baseline nor form all-zero-mask mini-batches. Their count travels to the trainer's step metrics in
-the next trajectory this worker emits (``extra_fields["r3_dropped"]``).
+Training sessions with nothing to teach the reflection are dropped (``run`` returns ``[]``): the
+first attempt passed, the server aborted, the episode ran out of token budget before its retry was
+verified, or nothing was credited. The reason goes to R3's worker through
+:data:`r3_plugin.session.drop_reason`; R3's replay buffer applies the GRPO group rule to what is
+left and counts every dropped session in the step's ``r3/*`` metrics. Validation never drops: it
+samples the first attempt in every mode and reports first-try and second-try accuracy.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +45,8 @@ from uuid import uuid4
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
 from verl.utils.profiler import simple_timer
 
-from r3_plugin.episode import EndReason, Episode, EpisodeConfig, Finish, Generation, TurnKind, run_episode
+from r3_plugin import session
+from r3_plugin.episode import EndReason, Episode, EpisodeConfig, Finish, Generation, TurnKind, cut_by, run_episode
 from r3_plugin.episode_info import episode_record
 from r3_plugin.tasks import get_task, to_plain
 
@@ -54,9 +58,6 @@ MODES = ("online", "offline")
 CREDITS = ("reflection", "reflection_and_retry")
 FAILED_ATTEMPT_KEY = "r3_failed_attempt"
 
-# Sessions dropped in this worker process since the last emitted training trajectory.
-_dropped_since_emit: Counter[str] = Counter()
-
 
 @dataclass(frozen=True)
 class R3Config:
@@ -64,7 +65,6 @@ class R3Config:
 
     mode: str = "online"
     credit: str = "reflection"
-    drop_first_try_success: bool = True
     episode: EpisodeConfig = EpisodeConfig(attempt_max_tokens=None)
 
     def __post_init__(self) -> None:
@@ -79,7 +79,6 @@ class R3Config:
         return cls(
             mode=str(cfg.get("mode", "online")),
             credit=str(cfg.get("credit", "reflection")),
-            drop_first_try_success=bool(cfg.get("drop_first_try_success", True)),
             episode=EpisodeConfig.from_mapping(cfg),
         )
 
@@ -93,8 +92,9 @@ class R3Config:
 class VerlConversation:
     """An R3 conversation held as verl runtime tokens with a per-token training mask.
 
-    Messages added before the first generation become the prompt; later ones are merged as
-    context (mask 0). Assistant turns get mask 1 only if their kind is credited.
+    The messages it is built with are the prompt (the task). Every later message is part of the
+    response: user messages and stored assistant turns are merged as context (mask 0), generated
+    assistant turns get mask 1 only if their kind is credited.
     """
 
     def __init__(
@@ -129,17 +129,52 @@ class VerlConversation:
     def budget_left(self) -> int | None:
         return self.response_length - len(self.response_mask)
 
+    async def _start(self) -> None:
+        if self.prompt_len is None:
+            self.token_ids = await self.loop.ct_build_initial_tokens(self.messages, tools=self.tools)
+            self.prompt_len = len(self.token_ids)
+
     async def add_assistant(self, text: str) -> None:
-        if self.prompt_len is not None:
-            raise RuntimeError("a stored assistant turn can only precede the first generation")
-        self.messages.append({"role": "assistant", "content": text})
+        """A stored assistant turn (offline mode's failed attempt): response tokens with mask 0."""
+        await self._start()
+        message = {"role": "assistant", "content": text}
+        if self.messages[-1]["role"] == "assistant":
+            await self._open_assistant_turn()
+        ids = self._assistant_turn_ids(message)
+        logprobs = [0.0] * len(ids) if self.response_logprobs is not None else None
+        merge, mask, aligned = await self.loop.ct_merge_assistant_token(
+            self.token_ids, ids, self.response_mask, self.response_logprobs, assistant_logprobs=logprobs
+        )
+        n_new = merge.appended_token_count
+        self.token_ids, self.response_mask = merge.token_ids, (mask[:-n_new] + [0] * n_new) if n_new else mask
+        if self.response_logprobs is not None:
+            self.response_logprobs = aligned or []
+        self.messages.append(message)
+        self.turns += 1
+
+    def _assistant_turn_ids(self, message: dict[str, Any]) -> list[int]:
+        """The chat template's tokens for ``message`` after the generation prompt, up to its end-of-turn token.
+
+        Rendered by verl's builder (the prompt with and without the turn), so the stored turn reads
+        exactly as if the model had generated it; the separator after it comes with the next merge.
+        """
+        builder = self.loop.continuous_token_builder
+        header = builder.render_delta_token_id(self.messages, [], add_generation_prompt=True, tools=self.tools)
+        turn = builder.render_delta_token_id(self.messages, [message], add_generation_prompt=False, tools=self.tools)
+        if turn[: len(header)] != header:
+            raise ValueError(
+                "the chat template renders an assistant turn that does not start with its generation prompt"
+            )
+        body = turn[len(header) :]
+        if self.eos_token_id is not None and self.eos_token_id in body:
+            body = body[: len(body) - body[::-1].index(self.eos_token_id)]
+        return body
 
     async def add_user(self, text: str) -> None:
+        await self._start()
         previous = list(self.messages)
         self.messages.append({"role": "user", "content": text})
         self.turns += 1
-        if self.prompt_len is None:
-            return  # still building the prompt
         merge, mask, logprobs = await self.loop.ct_merge_context_msg(
             previous, self.messages, self.token_ids, self.response_mask, self.response_logprobs, tools=self.tools
         )
@@ -149,14 +184,13 @@ class VerlConversation:
 
     async def generate(self, kind: TurnKind, max_tokens: int | None) -> Generation:
         if self.prompt_len is None:
-            self.token_ids = await self.loop.ct_build_initial_tokens(self.messages, tools=self.tools)
-            self.prompt_len = len(self.token_ids)
+            await self._start()
         elif self.messages[-1]["role"] == "assistant":
             await self._open_assistant_turn()  # an empty retry prompt: two assistant turns in a row
         budget = self.budget_left()
         limit = budget if max_tokens is None else min(max_tokens, budget)
         if limit < 1:
-            return Generation(text="", num_tokens=0, finish=Finish.LENGTH)
+            return Generation(text="", num_tokens=0, finish=Finish.BUDGET)
         params = {**self.sampling_params, "max_tokens": limit}
         with simple_timer("generate_sequences", self.metrics):
             output = await self.loop.server_manager.generate(
@@ -170,7 +204,7 @@ class VerlConversation:
         elif self.eos_token_id is not None and token_ids and token_ids[-1] == self.eos_token_id:
             finish = Finish.STOP
         elif len(token_ids) >= limit:
-            finish = Finish.LENGTH
+            finish = cut_by(max_tokens, limit)
         else:
             finish = Finish.STOP  # stopped on a stop string / other stop token
 
@@ -193,7 +227,7 @@ class VerlConversation:
 
         # A turn cut off without its end-of-turn token would glue the next message onto it;
         # close it the way the chat template does (an inserted, untrained token).
-        if finish == Finish.LENGTH and self.eos_token_id is not None and self.budget_left() > 0:
+        if finish in (Finish.LENGTH, Finish.BUDGET) and self.eos_token_id is not None and self.budget_left() > 0:
             self.token_ids.append(self.eos_token_id)
             self.response_mask.append(0)
             if self.response_logprobs is not None:
@@ -205,18 +239,25 @@ class VerlConversation:
         return Generation(text=text, num_tokens=len(token_ids), finish=finish)
 
     async def _open_assistant_turn(self) -> None:
-        """Append the chat template's generation prompt after an assistant turn (mask 0).
+        """Append what the chat template puts between two assistant turns (mask 0).
 
-        verl's context merge only appends messages, so the header comes from the builder's
-        suffix diff, and its boundary hook (e.g. Qwen's newline after ``<|im_end|>``) joins it.
+        An empty retry prompt puts the retry right after the reflection. verl's context merge only
+        appends messages, so the tokens come from the template itself: the rendering of the last
+        turn followed by a generation prompt, from that turn's end-of-turn token on.
         """
         builder = self.loop.continuous_token_builder
-        header = builder.render_delta_token_id(self.messages, [], add_generation_prompt=True, tools=self.tools)
-        merge = builder._merge_context_token_ids(self.token_ids, header)
-        mask, logprobs = builder.align_response_metadata(merge, self.response_mask, self.response_logprobs)
-        self.token_ids, self.response_mask = merge.token_ids, mask
+        last = self.messages[-1]
+        tail = builder.render_delta_token_id(self.messages[:-1], [last], add_generation_prompt=True, tools=self.tools)
+        if self.eos_token_id is None or self.eos_token_id not in tail:
+            raise ValueError("cannot find the end of the previous assistant turn in the chat template's rendering")
+        cut = len(tail) - tail[::-1].index(self.eos_token_id)
+        if not self.token_ids or self.token_ids[-1] != self.eos_token_id:
+            cut -= 1  # the turn's own end-of-turn token is missing too (it was cut): add it
+        between = tail[cut:]
+        self.token_ids = self.token_ids + between
+        self.response_mask = self.response_mask + [0] * len(between)
         if self.response_logprobs is not None:
-            self.response_logprobs = logprobs or []
+            self.response_logprobs = self.response_logprobs + [0.0] * len(between)
 
     def _record_server_fields(self, output: Any) -> None:
         """Carry the weight-version fields and preemption counts the way ToolAgentLoop does."""
@@ -237,6 +278,9 @@ class VerlConversation:
         return self.token_ids[self.prompt_len or 0 :]
 
 
+_warned_inferred_validation = False
+
+
 @register(AGENT_NAME)
 class R3AgentLoop(AgentLoopBase):
     """Reflect, Retry, Reward: reward 1 when the retry after a self-reflection passes the verifier."""
@@ -248,10 +292,22 @@ class R3AgentLoop(AgentLoopBase):
         self.response_length = int(self.rollout_config.response_length)
 
     def is_validation(self, sampling_params: Mapping[str, Any]) -> bool:
-        """verl does not tell an agent loop it validates; its sampling params give it away.
+        """Whether this session validates: R3's worker says so (:data:`r3_plugin.session.validating`).
 
-        The recipes keep validation greedy and training sampled, so the two always differ.
+        Under a worker that does not (verl's own, wired without R3's manager), fall back to the
+        sampling parameters, which the guard keeps different for validation and training.
         """
+        flag = session.validating.get()
+        if flag is not None:
+            return flag
+        global _warned_inferred_validation
+        if not _warned_inferred_validation:
+            _warned_inferred_validation = True
+            logger.warning(
+                "r3_agent runs under an agent-loop worker that does not pass the validate flag; telling "
+                "validation from training by sampling parameters. Set "
+                "actor_rollout_ref.rollout.agent.agent_loop_manager_class=r3_plugin.verl_worker.R3AgentLoopManager"
+            )
         val = self.rollout_config.val_kwargs
         train = (self.rollout_config.temperature, self.rollout_config.top_p, self.rollout_config.top_k)
         current = (sampling_params.get("temperature"), sampling_params.get("top_p"), sampling_params.get("top_k"))
@@ -270,7 +326,7 @@ class R3AgentLoop(AgentLoopBase):
             tools = json.loads(raw_tools) if isinstance(raw_tools, str) else raw_tools
 
         failed_attempt = None
-        if self.r3.mode == "offline":
+        if self.r3.mode == "offline" and not validate:  # validation measures the model's own first try
             failed_attempt = extra_info.get(FAILED_ATTEMPT_KEY)
             if not failed_attempt:
                 raise ValueError(
@@ -294,17 +350,21 @@ class R3AgentLoop(AgentLoopBase):
         if not validate:
             reason = self._drop_reason(episode, trained_tokens)
             if reason is not None:
-                _dropped_since_emit[reason] += 1
+                session.drop_reason.set(reason)
                 return []
         return self._build_output(conv, episode, validate=validate, trained_tokens=trained_tokens)
 
-    def _drop_reason(self, episode: Episode, trained_tokens: int) -> str | None:
-        if episode.end_reason == EndReason.FIRST_TRY_SUCCESS and self.r3.drop_first_try_success:
+    @staticmethod
+    def _drop_reason(episode: Episode, trained_tokens: int) -> str | None:
+        """Why a training episode says nothing about its reflection (None: train on it)."""
+        if episode.end_reason == EndReason.FIRST_TRY_SUCCESS:
             return "first_try_success"
         if episode.end_reason == EndReason.ABORTED:
             return "aborted"
-        if episode.end_reason != EndReason.FIRST_TRY_SUCCESS and trained_tokens == 0:
-            return "no_credited_tokens"  # e.g. the budget ran out before a reflection was sampled
+        if episode.end_reason == EndReason.OUT_OF_BUDGET:
+            return "out_of_budget"  # the retry was never verified, or the budget (not the model) cut it
+        if trained_tokens == 0:
+            return "no_credited_tokens"
         return None
 
     def _build_output(
@@ -325,9 +385,6 @@ class R3AgentLoop(AgentLoopBase):
         )
         extra_fields.setdefault("turn_scores", [])
         extra_fields.setdefault("tool_rewards", [])
-        if not validate:
-            extra_fields["r3_dropped"] = dict(_dropped_since_emit)
-            _dropped_since_emit.clear()
         metrics = dict(conv.metrics)
         metrics.setdefault("num_preempted", -1)
         return AgentLoopOutput(

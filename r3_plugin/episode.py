@@ -39,7 +39,8 @@ class TurnKind(str, Enum):
 
 class Finish(str, Enum):
     STOP = "stop"  # the model ended its turn
-    LENGTH = "length"  # hit the per-turn or episode token budget
+    LENGTH = "length"  # hit the turn's own token cap (r3.*_max_tokens): the model's doing
+    BUDGET = "budget"  # cut by the episode's token budget (less was left than the turn's cap)
     ABORTED = "aborted"  # the server aborted the request
 
 
@@ -47,9 +48,21 @@ class EndReason(str, Enum):
     FIRST_TRY_SUCCESS = "first_try_success"
     RETRY_SUCCESS = "retry_success"
     RETRIES_EXHAUSTED = "retries_exhausted"
-    OUT_OF_BUDGET = "out_of_budget"  # the episode's token budget ran out before the retry was verified
+    # The episode's token budget ran out before the retry was verified, or cut a failed retry short.
+    OUT_OF_BUDGET = "out_of_budget"
     ABORTED = "aborted"
     ATTEMPT_ONLY = "attempt_only"  # max_reflections == 0 (failure mining): first attempt failed
+
+
+def cut_by(max_tokens: int | None, limit: int | None) -> Finish:
+    """How a turn that ran into its token limit ended: the turn's own cap, or the episode's budget.
+
+    ``limit`` is what the conversation allowed (``min(max_tokens, budget_left)``); when the budget
+    set it, the cut is not the model's doing and the episode says nothing about the reflection.
+    """
+    if limit is not None and (max_tokens is None or limit < max_tokens):
+        return Finish.BUDGET
+    return Finish.LENGTH
 
 
 @dataclass
@@ -116,7 +129,7 @@ class Episode:
     @property
     def truncated(self) -> bool:
         gens = [self.first_attempt] + [g for r in self.rounds for g in (r.reflection, r.retry) if g is not None]
-        return any(g.finish == Finish.LENGTH for g in gens)
+        return any(g.finish in (Finish.LENGTH, Finish.BUDGET) for g in gens)
 
 
 @runtime_checkable
@@ -239,6 +252,9 @@ async def run_episode(
         rnd.result = task.verify(rnd.retry.text, ground_truth, extra_info)
         if rnd.result.passed:
             episode.end_reason = EndReason.RETRY_SUCCESS
+            return episode
+        if rnd.retry.finish == Finish.BUDGET:  # the budget, not the model, ended this retry
+            episode.end_reason = EndReason.OUT_OF_BUDGET
             return episode
     episode.end_reason = EndReason.RETRIES_EXHAUSTED
     return episode

@@ -14,8 +14,9 @@
 """Per-episode records (verl's ``reward_extra_info``) and the step metrics aggregated from them.
 
 The agent loop attaches :func:`episode_record` to every trajectory; verl logs numeric keys of it
-under ``val-aux/<data_source>/<key>/...`` during validation, and the ``r3_sync`` trainer turns the
-training batch's records into ``r3/...`` step metrics with :func:`aggregate_step_metrics`.
+under ``val-aux/<data_source>/<key>/...`` during validation, and R3's replay buffer
+(:mod:`r3_plugin.sampler`) turns each training step's records into ``r3/...`` step metrics with
+:func:`aggregate_step_metrics`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from r3_plugin.episode import EndReason, Episode
+
+#: Why the ``r3_agent`` loop drops a training session (each is counted as ``r3/dropped/<reason>``).
+DROP_REASONS = ("first_try_success", "out_of_budget", "aborted", "no_credited_tokens")
 
 #: Keys present in every record, so verl can stack them into arrays (it requires equal key sets).
 RECORD_KEYS = (
@@ -61,41 +65,48 @@ def episode_record(episode: Episode, *, reward: float, episode_tokens: int, trai
 
 
 def aggregate_step_metrics(
-    records: Iterable[Mapping[str, Any]], dropped: Mapping[str, float] | None = None
+    trained: Iterable[Mapping[str, Any]],
+    dropped: Mapping[str, float] | None = None,
+    *,
+    untrained: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, float]:
-    """``r3/...`` metrics for one training step.
+    """``r3/...`` metrics for one training step, over every session the step sampled.
 
-    ``records`` are the trajectories that reached the batch; ``dropped`` counts sessions the loop
-    dropped before the batch (online first-try successes, aborted episodes), reported by the
-    agent-loop workers alongside the records, so rates cover every episode sampled.
+    ``trained`` are the records of the trajectories in the batch; ``untrained`` those of trajectories
+    sampled but not trained (their GRPO group was evicted or surplus); ``dropped`` counts, by reason,
+    the sessions the loop dropped (online first-try successes, out of budget, aborted). Rates cover
+    all three, so ``r3/first_try_success_rate`` is the first-try accuracy of what was sampled.
     """
-    records = [r for r in records if r]
-    dropped = dict(dropped or {})
-    n_first_success = float(dropped.get("first_try_success", 0.0))
-    n_dropped = float(sum(dropped.values()))
-    n_kept = float(len(records))
-    n_total = n_kept + n_dropped
+    trained = [r for r in trained if r]
+    untrained = [r for r in untrained if r]
+    dropped = {str(k): float(v) for k, v in (dropped or {}).items()}
+    sampled = trained + untrained
+    n_dropped = sum(dropped.values())
+    n_total = float(len(sampled)) + n_dropped
     metrics: dict[str, float] = {
         "r3/episodes": n_total,
-        "r3/trained_share": n_kept / n_total if n_total else 0.0,
-        "r3/dropped_first_try_success": n_first_success,
-        "r3/dropped_other": n_dropped - n_first_success,
+        "r3/trained_episodes": float(len(trained)),
+        "r3/trained_share": len(trained) / n_total if n_total else 0.0,
     }
+    for reason in DROP_REASONS:
+        metrics[f"r3/dropped/{reason}"] = dropped.pop(reason, 0.0)
+    metrics["r3/dropped/other"] = sum(dropped.values())
     if n_total:
-        first_success = n_first_success + sum(float(r.get("first_try_acc", 0.0)) for r in records)
-        metrics["r3/first_try_success_rate"] = first_success / n_total
-    failed_first = [r for r in records if float(r.get("first_try_acc", 0.0)) == 0.0]
-    if failed_first:
-        metrics["r3/retry_success_rate"] = sum(float(r.get("retry_success", 0.0)) for r in failed_first) / len(
-            failed_first
+        first_success = metrics["r3/dropped/first_try_success"] + sum(
+            float(r.get("first_try_acc", 0.0)) for r in sampled
         )
-    if records:
+        metrics["r3/first_try_success_rate"] = first_success / n_total
+    failed_first = [r for r in sampled if float(r.get("first_try_acc", 0.0)) == 0.0]
+    if failed_first:
+        retried = sum(float(r.get("retry_success", 0.0)) for r in failed_first)
+        metrics["r3/retry_success_rate"] = retried / len(failed_first)
+    if trained:
         for key, name in (
             ("reflection_tokens", "reflection_length"),
             ("episode_tokens", "episode_length"),
             ("trained_tokens", "trained_tokens"),
             ("truncated", "truncated_rate"),
-            ("aborted", "aborted_rate"),
+            ("acc", "reward"),
         ):
-            metrics[f"r3/{name}/mean"] = sum(float(r.get(key, 0.0)) for r in records) / n_kept
+            metrics[f"r3/{name}/mean"] = sum(float(r.get(key, 0.0)) for r in trained) / len(trained)
     return metrics

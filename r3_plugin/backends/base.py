@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from r3_plugin.episode import Finish, Generation, TurnKind
+from r3_plugin.episode import Finish, Generation, TurnKind, cut_by
 
 
 class BackendUnavailable(RuntimeError):
@@ -225,12 +225,14 @@ class ChatConversation:
         if left is not None:
             cap = left if cap is None else min(cap, left)
         if cap is not None and cap <= 0:
-            gen = Generation(text="", num_tokens=0, finish=Finish.LENGTH)
+            gen = Generation(text="", num_tokens=0, finish=Finish.BUDGET)
         else:
             seed = None if self.seed is None else self.seed + len(self.turns)
             start = time.perf_counter()
             gen = await self.backend.generate(list(self.messages), max_tokens=cap, tools=self.tools, seed=seed)
             self.generate_seconds += time.perf_counter() - start
+            if gen.finish == Finish.LENGTH:
+                gen.finish = cut_by(max_tokens, cap)
         self.messages.append({"role": "assistant", "content": gen.text})
         self.tokens_used += gen.num_tokens
         self.turns.append((kind, gen))
