@@ -11,21 +11,22 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Run a handful of R3 episodes on CPU and show exactly what GRPO would train.
+"""See R3 train: a few GRPO steps through verl's real trainer on CPU, then what was trained.
 
-The real path, minus GPUs: the r3_countdown recipe composed through verl's config, synthetic
-countdown tasks written as parquet and read back by verl's RLHFDataset, verl's AgentLoopWorker
-running the ``r3_agent`` loop against an in-process model server, verl's postprocessing, and
-verl's GRPO advantage estimator. Each transcript is printed with the trained span marked
-(``[[...]]``, or green), with its reward and advantage, followed by the R3 step metrics.
+By default this runs ``python -m verl.trainer.main_ppo +recipe=r3_countdown +r3_scale=cpu`` on the
+embedded default: synthetic countdown tasks and a small model built or shipped locally, with verl's
+real vLLM-CPU rollouts, FSDP2 actor and reference, GRPO advantages and R3's group rule. Then it
+prints, per step, the ``r3/*`` metrics from verl's step log, and for a few trajectories of the last
+step the transcript with the trained span marked ``[[...]]`` (green on a terminal), its reward and
+its GRPO advantage, as the trainer computed them. Start-up (Ray, workers, the vLLM engine) takes
+about two minutes on 2 cores, then a step takes seconds. Needs the CPU stack
+(``bash scripts/setup_cpu_stack.sh``).
 
-Policies:
-  model     a tiny randomly initialised Qwen2 built locally (default). It never solves countdown,
-            so all rewards are 0 and every GRPO advantage is 0: honest, and what a model that
-            cannot yet reflect gets.
-  scripted  a noisy oracle that sometimes answers right, reflects with a real diagnosis and
-            sometimes fixes its answer, so rewards vary within a group and advantages are
-            non-zero on the reflection tokens only.
+``--quick`` instead runs one step's episodes in process through verl's agent-loop worker against a
+local model server (no Ray, no vLLM, no training), in seconds:
+  --policy model     the same small model through transformers;
+  --policy scripted  a noisy oracle that sometimes answers right, reflects with a real diagnosis and
+                     sometimes fixes its answer, so rewards vary within a group.
 """
 
 from __future__ import annotations
@@ -45,32 +46,51 @@ _PROMPT_RE = re.compile(r"Using the numbers \[([\d,\s]+)\], create an equation t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", choices=("model", "scripted"), default="model", help="who answers (see above)")
-    parser.add_argument("--model", default=None, help="HF model dir (default: the embedded tiny model, built once)")
-    parser.add_argument("--tasks", type=int, default=3, help="countdown tasks (GRPO groups), default 3")
-    parser.add_argument("--group-size", type=int, default=4, help="episodes per task (rollout.n), default 4")
-    parser.add_argument("--max-tokens", type=int, default=64, help="token cap per turn, default 64")
+    parser.add_argument("--model", default=None, help="HF model dir (default: the embedded model)")
+    parser.add_argument("--steps", type=int, default=3, help="GRPO steps through verl's trainer (default: 3)")
+    parser.add_argument("--tasks", type=int, default=4, help="countdown tasks (GRPO groups) per step (default: 4)")
+    parser.add_argument("--group-size", type=int, default=4, help="episodes per task (rollout.n) (default: 4)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="token cap per turn (default: 64)")
     parser.add_argument("--credit", choices=("reflection", "reflection_and_retry"), default="reflection")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--show", type=int, default=4, help="transcripts to print in full, default 4")
+    parser.add_argument("--seed", type=int, default=0, help="data and sampling seed (default: 0)")
+    parser.add_argument("--show", type=int, default=4, help="transcripts to print in full (default: 4)")
+    parser.add_argument(
+        "--output-dir",
+        default=None,
+        help="keep the run here: main_ppo.log, metrics.jsonl, token dumps, data (default: a temporary folder)",
+    )
     parser.add_argument("--no-color", action="store_true", help="mark the trained span with [[ ]] only")
+    parser.add_argument("--quick", action="store_true", help="one step's episodes in process, no trainer (see above)")
+    parser.add_argument("--policy", choices=("model", "scripted"), default="model", help="--quick: who answers")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.tasks < 1 or args.group_size < 2:
-        print("r3 demo: --tasks must be >= 1 and --group-size >= 2 (GRPO needs groups)", file=sys.stderr)
+    for flag, value, low in (
+        ("--tasks", args.tasks, 1),
+        ("--group-size", args.group_size, 2),
+        ("--steps", args.steps, 1),
+    ):
+        if value < low:
+            print(f"r3 demo: {flag} must be >= {low}, got {value}", file=sys.stderr)
+            return 2
+    if args.max_tokens < 1 or args.show < 0:
+        print("r3 demo: --max-tokens must be >= 1 and --show >= 0", file=sys.stderr)
         return 2
-    return asyncio.run(_demo(args))
+    if args.quick:
+        return asyncio.run(_quick_demo(args))
+    from r3_plugin.demo_trainer import run_trainer_demo
+
+    return run_trainer_demo(args)
 
 
-async def _demo(args: argparse.Namespace) -> int:
+async def _quick_demo(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     from r3_plugin.data.countdown import build_countdown
+    from r3_plugin.episode_info import aggregate_step_metrics
     from r3_plugin.local_rollout import compose_config, grpo_advantages, load_batch, local_overrides, make_worker
     from r3_plugin.local_rollout import rollout as run_rollout
     from r3_plugin.tiny_model import ensure_tiny_model
-    from r3_plugin.trainer import metrics_from_extra_fields
 
     color = not args.no_color and sys.stdout.isatty()
     model_dir = Path(args.model) if args.model else ensure_tiny_model()
@@ -95,16 +115,13 @@ async def _demo(args: argparse.Namespace) -> int:
     out = await run_rollout(worker, batch, n=args.group_size)
     total = args.tasks * args.group_size
     if out is None:
-        print(f"all {total} sessions were dropped (every first attempt passed): nothing to train this step")
+        print(f"all {total} sessions were dropped ({dict(worker.dropped)}): nothing to train this step")
         return 0
     advantages = grpo_advantages(out, config)
     _print_trajectories(out, advantages, tokenizer, args.show, color)
     dropped = total - len(out)
-    records, dropped_counts = out.non_tensor_batch["reward_extra_info"], out.non_tensor_batch["r3_dropped"]
-    metrics = metrics_from_extra_fields(
-        [{"reward_extra_info": r, "r3_dropped": d} for r, d in zip(records, dropped_counts, strict=True)]
-    )
-    print(f"\nR3 step metrics ({len(out)} trajectories trained, {dropped} sessions dropped):")
+    metrics = aggregate_step_metrics(list(out.non_tensor_batch["reward_extra_info"]), worker.dropped)
+    print(f"\nR3 step metrics ({len(out)} trajectories, {dropped} session{'s' if dropped != 1 else ''} dropped):")
     for key in sorted(metrics):
         print(f"  {key:36s} {metrics[key]:.3f}")
     if float(advantages.abs().sum()) == 0.0:
@@ -128,9 +145,10 @@ def _print_config(config: Any) -> None:
     r3 = config.r3
     print(
         f"  r3: mode={r3.mode} credit={r3.credit} max_reflections={r3.max_reflections} "
-        f"drop_first_try_success={r3.drop_first_try_success}"
+        f"min_group_size={r3.min_group_size}"
     )
     print(f"  trainer.v1.trainer_mode        {config.trainer.v1.trainer_mode}")
+    print("  (quick view: verl's agent-loop worker in process; no GRPO group rule, no training step)")
 
 
 def _make_server(args: argparse.Namespace, model_dir: Path, tokenizer: Any):
@@ -203,7 +221,7 @@ def _print_trajectories(out: Any, advantages: Any, tokenizer: Any, show: int, co
         prompt_mask = out.batch["attention_mask"][i][:prompt_width].bool()
         print(tokenizer.decode(out.batch["prompts"][i][prompt_mask].tolist()), end="")
         print(
-            _mark(
+            mark_trained(
                 responses[i][: int(out.batch["attention_mask"][i][prompt_width:].sum())].tolist(),
                 mask.tolist(),
                 tokenizer,
@@ -212,7 +230,7 @@ def _print_trajectories(out: Any, advantages: Any, tokenizer: Any, show: int, co
         )
 
 
-def _mark(ids: list[int], mask: list[int], tokenizer: Any, color: bool) -> str:
+def mark_trained(ids: list[int], mask: list[int], tokenizer: Any, color: bool) -> str:
     """Decode a response, wrapping each run of trained (mask 1) tokens."""
     pieces: list[str] = []
     start = 0

@@ -79,13 +79,21 @@ def load_batch(parquet_path: str, config: DictConfig, tokenizer: Any, limit: int
 
 
 def make_worker(config: DictConfig, server: Any):
-    """verl's AgentLoopWorker, able to drop sessions the way the v1 trainer does."""
+    """verl's AgentLoopWorker, able to drop sessions the way the v1 trainer does.
+
+    ``worker.dropped`` counts dropped sessions by the loop's reason (:data:`r3_plugin.session.drop_reason`).
+    """
+    from collections import Counter
+
     from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+
+    from r3_plugin import session
 
     class _Worker(AgentLoopWorker):
         async def _agent_loop_postprocess(self, output, validate, **kwargs):
             if isinstance(output, list):  # v1 semantics: [] drops the session, else the last one counts
                 if not output:
+                    self.dropped[session.drop_reason.get() or "dropped_by_agent_loop"] += 1
                     return None
                 output = output[-1]
             return await super()._agent_loop_postprocess(output, validate, **kwargs)
@@ -99,7 +107,9 @@ def make_worker(config: DictConfig, server: Any):
                 input_non_tensor_batch = {k: v[keep] for k, v in input_non_tensor_batch.items()}
             return super()._postprocess([inputs[i] for i in keep], input_non_tensor_batch, validate)
 
-    return _Worker(config, llm_client=server)
+    worker = _Worker(config, llm_client=server)
+    worker.dropped = Counter()
+    return worker
 
 
 async def rollout(worker: Any, batch_dict: dict[str, Any], *, n: int, validate: bool = False):

@@ -48,15 +48,30 @@ def _rows(value: Any, lengths: list[int] | None = None) -> list[Any]:
     return list(value.tolist()) if hasattr(value, "tolist") else list(value)
 
 
-def dump_batch(batch: Any, step: int, out_dir: str | os.PathLike) -> Path:
-    """Write one training batch (a TransferQueue ``KVBatchMeta``) as JSON lines; returns the file."""
+def turn_markers(tokenizer: Any) -> dict[str, Any]:
+    """Token ids that open an assistant turn and the end-of-turn id, from the chat template itself."""
+    user = [{"role": "user", "content": "x"}]
+    plain = tokenizer.apply_chat_template(user, add_generation_prompt=False, tokenize=False)
+    opened = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+    header = opened[len(plain) :] if opened.startswith(plain) else ""
+    return {
+        "assistant_header_ids": list(tokenizer(header, add_special_tokens=False)["input_ids"]),
+        "end_of_turn_id": tokenizer.eos_token_id,
+    }
+
+
+def dump_batch(batch: Any, step: int, out_dir: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> Path:
+    """Write one training batch (a TransferQueue ``KVBatchMeta``) as JSON lines; returns the file.
+
+    The first line is ``{"meta": ...}`` (e.g. :func:`turn_markers`), then one line per trajectory.
+    """
     import transfer_queue as tq
 
     keep = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
     keys = [batch.keys[i] for i in keep]
     target = Path(out_dir) / SUBDIR / f"step_{step}.jsonl"
     target.parent.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
+    lines: list[str] = [json.dumps({"meta": dict(meta or {})})]
     if keys:
         data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=list(FIELDS))
         responses = _rows(data["responses"])
@@ -93,8 +108,9 @@ def dump_batch(batch: Any, step: int, out_dir: str | os.PathLike) -> Path:
 
 
 def read_step(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The trajectories of one dumped step."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The trajectories of one dumped step (the meta line left out)."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [row for row in rows if "meta" not in row]
 
 
 def install(trainer_module: Any) -> None:
@@ -108,7 +124,7 @@ def install(trainer_module: Any) -> None:
     def _log_rollout_data(self, batch, timing_raw, rollout_data_dir):
         original(self, batch, timing_raw, rollout_data_dir)
         if self.config.get("r3", None) is not None and batch.partition_id == "train":
-            dump_batch(batch, self.global_steps, rollout_data_dir)
+            dump_batch(batch, self.global_steps, rollout_data_dir, meta=turn_markers(self.tokenizer))
 
     _log_rollout_data._r3_token_dump = True  # type: ignore[attr-defined]
     cls._log_rollout_data = _log_rollout_data

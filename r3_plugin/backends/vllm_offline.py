@@ -48,6 +48,7 @@ class VLLMBackend:
         max_batch_size: int = 1024,
         trust_remote_code: bool = False,
         enforce_eager: bool = False,
+        engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
         try:
             from vllm import LLM, SamplingParams
@@ -67,6 +68,7 @@ class VLLMBackend:
         }
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
+        kwargs.update(engine_kwargs or {})
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.stats = BackendStats()

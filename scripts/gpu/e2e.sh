@@ -23,7 +23,7 @@ prepare() {
     # As a user installs it: entry points (verl.plugins, Hydra search path) registered by the install,
     # no PYTHONPATH entry for the plugin or the toy task. `python3 -m r3_plugin` stands in for the `r3`
     # script because pip --target does not replace the kit's existing bin/ folder.
-    python3 -m pip install -q --no-deps --no-index --no-build-isolation --target /tmp/site . scripts/gpu/toy_task_pkg 2>&1 \
+    python3 -m pip install -q --no-deps --no-index --no-build-isolation --target /tmp/site . tests/toy_task_pkg 2>&1 \
       | grep -v "already exists" || true
     python3 - <<'PY'
 from importlib.metadata import entry_points
@@ -32,8 +32,7 @@ assert names.get("r3") == "r3_plugin.plugin" and names.get("r3_toy") == "r3_toy_
 import hydra_plugins.r3_plugin  # noqa: F401  (the +recipe search path)
 import verl  # noqa: F401  (loads the plugins)
 from r3_plugin.tasks import get_task
-from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
-assert get_task("r3_toy_parity") and {"r3_sync", "r3_dump"} <= set(TRAINER_REGISTRY), sorted(TRAINER_REGISTRY)
+assert get_task("r3_toy_parity")
 print("plugin installed:", names)
 PY
     touch /tmp/site/.r3-e2e-installed

@@ -118,7 +118,6 @@ def stage_overrides(
             + size_overrides(steps, prompts=PROMPTS_PER_STEP // 2, n=2 * GROUP_SIZE)
             + NO_VALIDATION
             + [
-                "trainer.v1.trainer_mode=r3_dump",
                 f"trainer.rollout_data_dir={dump_dir}",
                 "trainer.experiment_name=e2e-toy",
             ]

@@ -17,7 +17,7 @@ Reads, from one folder (the files a device call returned):
   r3.log, toy.log, base.log   verl's console step lines (``step:N - key:value - ...``, printed by
                               ``verl.utils.logger.LocalLogger``) and vLLM's stats lines
                               (``Prefix cache hit rate: X%``)
-  toy_dump/r3_tokens/step_N.jsonl[.gz]   the ``r3_dump`` trainer's token-level dump
+  toy_dump/r3_tokens/step_N.jsonl[.gz]   r3-plugin's token-level dump (trainer.rollout_data_dir)
   tools/throughput.json, tools/eval/summary.json, tools/failures.summary.json, tools.log
 and writes a Markdown report: step times of R3 and single-turn GRPO, tokens per trajectory, the
 token-normalised cost ratio, the R3 step metrics, the prefix-cache hit rate, a check that only
