@@ -122,17 +122,17 @@ def run_trainer_demo(args: argparse.Namespace) -> int:
     print("  command  python -m verl.trainer.main_ppo " + " ".join(command[3:]))
     print(f"  output   {out}  (main_ppo.log, metrics.jsonl, rollout/r3_tokens/step_N.jsonl)")
     run = TrainerRun(command, out, run_env(out)).start()
-    rc = _follow(run, args.steps)
+    rc = follow(run, args.steps)
     if rc != 0:
         print(f"\nr3 demo: main_ppo exited {rc}. Last lines of {run.log_path}:\n{run.log_tail(3000)}", file=sys.stderr)
         return rc
     tokenizer = AutoTokenizer.from_pretrained(model)
-    _show_last_step(run, args.steps, tokenizer, args.show, color=not args.no_color and sys.stdout.isatty())
+    show_last_step(run, args.steps, tokenizer, args.show, color=not args.no_color and sys.stdout.isatty())
     print(f"\nDone in {run.seconds:.0f} s. Everything the run wrote is in {out}")
     return 0
 
 
-def _follow(run: Any, steps: int) -> int:
+def follow(run: Any, steps: int) -> int:
     """Print validation and each step's R3 metrics as verl logs them; returns the exit code."""
     shown: set[int] = set()
     started = time.monotonic()
@@ -174,7 +174,7 @@ def _val(metrics: dict[str, Any], name: str) -> float | None:
     return None
 
 
-def _show_last_step(run: Any, step: int, tokenizer: Any, show: int, color: bool) -> None:
+def show_last_step(run: Any, step: int, tokenizer: Any, show: int, color: bool) -> None:
     from r3_plugin.demo import mark_trained
 
     rows = run.token_dump(step)

@@ -147,6 +147,7 @@ def check_config(config: Any, *, check_registries: bool = True) -> list[str]:
     _check_override_order(errors)
     _check_cpu_stack(config, errors)
     if check_registries:
+        _check_offline_data(config, errors)
         _check_registries(config, errors)
     if errors:
         raise R3ConfigError(_format(errors))
@@ -338,6 +339,28 @@ def _check_model_info(config: Any, warnings: list[str]) -> None:
             f"r3_model_info.params_billion={params} on 1 GPU (trainer.n_gpus_per_node=1): the 1-GPU setting is "
             "sized for models up to ~4B; expect out-of-memory"
         )
+
+
+def _check_offline_data(config: Any, errors: list[str]) -> None:
+    """Offline mode: every training row has a stored attempt that leaves room for the episode."""
+    block = _get(config, "r3")
+    if block is None or not hasattr(block, "get") or block.get("mode") != "offline":
+        return
+    from r3_plugin.offline_check import check_offline_rows, load_tokenizer
+
+    budget = _get(config, "data.max_response_length")
+    parts = [block.get("reflection_max_tokens"), block.get("retry_max_tokens")]
+    reflections = block.get("max_reflections")
+    if not isinstance(budget, int) or not all(isinstance(p, int) for p in parts) or not isinstance(reflections, int):
+        return
+    room = budget - max(reflections, 0) * sum(parts)
+    check_offline_rows(
+        _get(config, "data.train_files"),
+        tokenizer=load_tokenizer(_get(config, "actor_rollout_ref.model.path")),
+        room=room,
+        overhead=TEMPLATE_OVERHEAD_TOKENS * max(reflections, 1),
+        errors=errors,
+    )
 
 
 _SETUP_CPU = "bash scripts/setup_cpu_stack.sh (in an r3-plugin checkout; see README, 'Quick start')"

@@ -90,6 +90,11 @@ def make_worker(config: DictConfig, server: Any):
     from r3_plugin import session
 
     class _Worker(AgentLoopWorker):
+        async def _run_agent_loop(self, sampling_params, trajectory, **kwargs):
+            session.validating.set(bool(trajectory["validate"]))  # as R3's v1 worker does
+            session.drop_reason.set(None)
+            return await super()._run_agent_loop(sampling_params, trajectory, **kwargs)
+
         async def _agent_loop_postprocess(self, output, validate, **kwargs):
             if isinstance(output, list):  # v1 semantics: [] drops the session, else the last one counts
                 if not output:

@@ -27,6 +27,7 @@ Everything verl's ``AgentLoopWorkerTQ`` does stays as it is; the subclass adds:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -56,6 +57,9 @@ class R3AgentLoopWorker(_unwrap_actor_class(AgentLoopWorkerTQ)):  # type: ignore
         # Must be defined here: with an inherited __init__, creating this actor through Ray fails in
         # the parent's zero-argument super() ("obj must be an instance or subtype of type").
         super().__init__(*args, **kwargs)
+        # TransferQueue's kv_put reads a key's tag, updates it and writes it back whole, so two sessions
+        # of one prompt tagging it at once lose one update. Tag writes from this worker take turns.
+        self._tag_lock = asyncio.Lock()
 
     async def _run_agent_loop(self, sampling_params: dict[str, Any], trajectory: dict[str, Any], **kwargs: Any):
         session.validating.set(bool(trajectory["validate"]))
@@ -68,14 +72,15 @@ class R3AgentLoopWorker(_unwrap_actor_class(AgentLoopWorkerTQ)):  # type: ignore
             return None
         return await super()._agent_loop_postprocess(output, validate, **kwargs)
 
-    @staticmethod
-    async def _record_dropped_session(uid: str, session_id: int, validate: bool) -> None:
+    async def _record_dropped_session(self, uid: str, session_id: int, validate: bool) -> None:
         reason = session.drop_reason.get() or "dropped_by_agent_loop"
         partition_id = "val" if validate else "train"
-        # Tags merge, and every session writes its own field, so siblings never overwrite each other.
-        await tq.async_kv_put(
-            key=uid, partition_id=partition_id, tag={f"{session.DROP_TAG_PREFIX}{session_id}": reason}
-        )
+        # Every session writes its own field; all sessions of a prompt run in this worker, and verl
+        # writes the prompt's final status only after all of them settled.
+        async with self._tag_lock:
+            await tq.async_kv_put(
+                key=uid, partition_id=partition_id, tag={f"{session.DROP_TAG_PREFIX}{session_id}": reason}
+            )
         logger.debug("r3: dropped session %s_%s (%s)", uid, session_id, reason)
 
 

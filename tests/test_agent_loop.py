@@ -41,9 +41,6 @@ def _toy_verifier(response: str, ground_truth, extra_info=None) -> VerifyResult:
 
 @pytest.fixture(autouse=True)
 def toy_task():
-    from r3_plugin import agent_loop
-
-    agent_loop._dropped_since_emit.clear()  # per-process tally; isolate tests from each other
     register_task(
         TOY, _toy_verifier, reflection_prompt=REFLECTION_PROMPT, retry_prompt=RETRY_PROMPT, replace_existing=True
     )
@@ -80,7 +77,6 @@ def _config(model_dir, n, *extra, response_length=256):
         "++r3.attempt_max_tokens=64",
         "++r3.reflection_max_tokens=64",
         "++r3.retry_max_tokens=64",
-        "++r3.drop_first_try_success=true",
         "actor_rollout_ref.rollout.agent.default_agent_loop=r3_agent",
         "actor_rollout_ref.rollout.name=vllm",
         "actor_rollout_ref.rollout.temperature=1.0",
@@ -164,7 +160,7 @@ async def test_first_try_success_dropped_in_training_kept_in_validation(tmp_path
     script = session_script([RIGHT], [WRONG, REFLECTION, RIGHT])
     out, worker, *_ = await _run(tmp_path, tiny_model_dir, tiny_tokenizer, script, n=2)
     assert len(worker.kept_indices) == 1 and len(out) == 1
-    assert out.non_tensor_batch["r3_dropped"][0] == {"first_try_success": 1}
+    assert worker.dropped == {"first_try_success": 1}
     assert out.batch["response_mask"][0].sum().item() > 0
 
     val, worker, *_ = await _run(tmp_path, tiny_model_dir, tiny_tokenizer, turn_script(RIGHT), n=1, validate=True)
@@ -186,11 +182,53 @@ async def test_offline_mode_reflects_on_stored_failure(tmp_path, tiny_model_dir,
         failed_attempt=WRONG,
     )
     assert len(out) == 3 and len(server.calls) == 6
-    prompt_text = tiny_tokenizer.decode(out.batch["prompts"][0][out.batch["attention_mask"][0][:256].bool()])
-    assert WRONG in prompt_text and REFLECTION_PROMPT in prompt_text
+    # The prompt is the task alone; the stored attempt and the reflection request are response tokens.
+    prompt_ids = out.batch["prompts"][0][out.batch["attention_mask"][0][:256].bool()].tolist()
+    task_only = tiny_tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True)
+    assert prompt_ids == list(task_only["input_ids"] if hasattr(task_only, "keys") else task_only)
+    conversation = [
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": WRONG},
+        {"role": "user", "content": REFLECTION_PROMPT},
+        {"role": "assistant", "content": REFLECTION},
+        {"role": "user", "content": RETRY_PROMPT},
+        {"role": "assistant", "content": RIGHT},
+    ]
     for i in range(3):
+        assert _row_ids(out, i) == _template_ids(tiny_tokenizer, conversation)[: len(_row_ids(out, i))]
         assert _credited_text(out, tiny_tokenizer, i) == REFLECTION + "<|im_end|>"
+        mask = out.batch["response_mask"][i].tolist()
+        stored = len(tiny_tokenizer(WRONG + "<|im_end|>", add_special_tokens=False)["input_ids"])
+        assert mask[:stored] == [0] * stored
     assert out.batch["rm_scores"].sum().item() == 3.0
+
+
+async def test_offline_long_stored_attempt_keeps_the_task_as_prompt(tmp_path, tiny_model_dir, tiny_tokenizer):
+    long_attempt = "<answer> " + " + ".join(["3"] * 200) + " </answer>"
+    assert len(tiny_tokenizer(long_attempt)["input_ids"]) > 256  # longer than rollout.prompt_length
+    out, worker, server, _ = await _run(
+        tmp_path,
+        tiny_model_dir,
+        tiny_tokenizer,
+        turn_script("unused", REFLECTION, RIGHT),
+        n=1,
+        extra=["++r3.mode=offline"],
+        failed_attempt=long_attempt,
+        response_length=1024,
+    )
+    prompt_text = tiny_tokenizer.decode(out.batch["prompts"][0][out.batch["attention_mask"][0][:256].bool()])
+    assert prompt_text.startswith("<|im_start|>user\n" + QUESTION) and long_attempt not in prompt_text
+    assert _credited_text(out, tiny_tokenizer, 0) == REFLECTION + "<|im_end|>"
+
+
+async def test_offline_validation_samples_its_own_first_try(tmp_path, tiny_model_dir, tiny_tokenizer):
+    """Validation rows carry no stored attempt: the paper's measure is the model's own first try."""
+    out, _, server, _ = await _run(
+        tmp_path, tiny_model_dir, tiny_tokenizer, turn_script(WRONG, REFLECTION, RIGHT), extra=["++r3.mode=offline"],
+        validate=True,
+    )  # fmt: skip
+    assert len(server.calls) == 3  # attempt, reflection, retry: all sampled
+    assert out.non_tensor_batch["first_try_acc"][0] == 0.0 and out.non_tensor_batch["second_try_acc"][0] == 1.0
 
 
 async def test_offline_mode_requires_stored_attempt(tmp_path, tiny_model_dir, tiny_tokenizer):
@@ -222,22 +260,27 @@ async def test_truncated_attempt_is_closed_and_episode_fits_budget(tmp_path, tin
     assert out.non_tensor_batch["truncated"][0] == 1.0
     assert _credited_text(out, tiny_tokenizer, 0) == REFLECTION + "<|im_end|>"
 
-    tight, worker, server, _ = await _run(
+    # attempt (10 tokens) + reflection prompt + reflection fit in 90 tokens; the retry prompt does not.
+    # In training such an episode says nothing about its reflection: it is dropped and counted.
+    dropped, worker, server, _ = await _run(
         tmp_path, tiny_model_dir, tiny_tokenizer, turn_script(WRONG, REFLECTION, RIGHT), response_length=90
     )
-    # attempt (10 tokens) + reflection prompt + reflection fit in 90 tokens; the retry prompt does not
+    assert dropped is None and worker.dropped == {"out_of_budget": 1} and len(server.calls) == 2
+    # Validation keeps it, as a failed episode (second-try accuracy counts it as not solved).
+    tight, worker, server, _ = await _run(
+        tmp_path, tiny_model_dir, tiny_tokenizer, turn_script(WRONG, REFLECTION, RIGHT), response_length=90, validate=True
+    )
     assert tight.batch["responses"].shape[1] == 90
     assert tight.batch["attention_mask"][0][256:].sum().item() == 90
     assert tight.non_tensor_batch["end_reason"][0] == "out_of_budget"
     assert tight.batch["rm_scores"][0].sum().item() == 0.0
-    assert _credited_text(tight, tiny_tokenizer, 0) == REFLECTION + "<|im_end|>"
     assert len(server.calls) == 2
 
 
 async def test_aborted_session_is_dropped(tmp_path, tiny_model_dir, tiny_tokenizer):
     script = session_script([WRONG, ScriptedTokenServer.ABORT], [WRONG, REFLECTION, RIGHT])
     out, worker, *_ = await _run(tmp_path, tiny_model_dir, tiny_tokenizer, script, n=2)
-    assert len(out) == 1 and out.non_tensor_batch["r3_dropped"][0] == {"aborted": 1}
+    assert len(out) == 1 and worker.dropped == {"aborted": 1}
 
 
 async def test_weight_version_fields_follow_tool_agent_loop(tmp_path, tiny_model_dir, tiny_tokenizer):

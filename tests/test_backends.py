@@ -55,11 +55,11 @@ async def test_chat_conversation_records_turns_and_budget():
     assert (g1.num_tokens, g1.finish) == (5, Finish.STOP)
     await conv.add_user("please reflect now")  # 3 words counted against the budget
     assert conv.budget_left() == 12 - 5 - 3
-    g2 = await conv.generate(TurnKind.REFLECTION, 10)  # capped at the 4 tokens left
-    assert (g2.num_tokens, g2.finish, g2.text) == (4, Finish.LENGTH, "one two three four")
+    g2 = await conv.generate(TurnKind.REFLECTION, 10)  # capped at the 4 tokens left: the budget cut it
+    assert (g2.num_tokens, g2.finish, g2.text) == (4, Finish.BUDGET, "one two three four")
     assert backend.calls[-1]["max_tokens"] == 4
     g3 = await conv.generate(TurnKind.RETRY, 10)  # budget spent: no backend call at all
-    assert (g3.num_tokens, g3.finish) == (0, Finish.LENGTH)
+    assert (g3.num_tokens, g3.finish) == (0, Finish.BUDGET)
     assert len(backend.calls) == 2
     assert [m["role"] for m in conv.messages] == ["user", "assistant", "user", "assistant", "assistant"]
     assert [k for k, _ in conv.turns] == [TurnKind.ATTEMPT, TurnKind.REFLECTION, TurnKind.RETRY]

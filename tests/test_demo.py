@@ -11,7 +11,10 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""`r3 demo`: the CPU demo runs end to end and shows trained spans, rewards and advantages."""
+"""`r3 demo --quick`: the in-process episode view shows trained spans, rewards and advantages.
+
+The default `r3 demo` (verl's real trainer) is checked on a real run in tests/test_trainer_cpu.py.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import sys
 def _run_demo(*args: str, tmp_path) -> str:
     env = {**os.environ, "R3_CACHE_DIR": str(tmp_path)}  # build the embedded tiny model afresh
     proc = subprocess.run(
-        [sys.executable, "-m", "r3_plugin", "demo", "--no-color", *args],
+        [sys.executable, "-m", "r3_plugin", "demo", "--quick", "--no-color", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -47,3 +50,10 @@ def test_demo_tiny_model_default(tmp_path):
     out = _run_demo("--tasks", "1", "--group-size", "2", "--max-tokens", "8", tmp_path=tmp_path)
     assert "reward 0" in out and "Every advantage is 0" in out
     assert "r3/episodes" in out
+
+
+def test_demo_refuses_bad_sizes_naming_the_flag(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "r3_plugin", "demo", "--steps", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "--steps must be >= 1" in proc.stderr

@@ -21,7 +21,6 @@ from r3_plugin.agent_loop import R3Config
 from r3_plugin.episode import EndReason, EpisodeConfig, Finish, Generation, TurnKind, run_episode
 from r3_plugin.episode_info import aggregate_step_metrics
 from r3_plugin.tasks import Task, VerifyResult, get_task, register_task, unregister_task
-from r3_plugin.trainer import metrics_from_extra_fields
 
 
 class ScriptedChat:
@@ -147,13 +146,11 @@ def test_step_metrics_include_dropped_sessions():
         {"first_try_acc": 0.0, "retry_success": 1.0, "reflection_tokens": 10.0, "episode_tokens": 50.0},
         {"first_try_acc": 0.0, "retry_success": 0.0, "reflection_tokens": 20.0, "episode_tokens": 70.0},
     ]
-    extra_fields = [
-        {"reward_extra_info": kept[0], "r3_dropped": {"first_try_success": 2}},
-        {"reward_extra_info": kept[1], "r3_dropped": {}},
-        "not-a-dict",
-    ]
-    m = metrics_from_extra_fields(extra_fields)
-    assert m["r3/episodes"] == 4 and m["r3/trained_share"] == 0.5
-    assert m["r3/first_try_success_rate"] == 0.5 and m["r3/retry_success_rate"] == 0.5
+    evicted = [{"first_try_acc": 0.0, "retry_success": 1.0, "reflection_tokens": 5.0, "episode_tokens": 9.0}]
+    m = aggregate_step_metrics(kept, {"first_try_success": 2, "out_of_budget": 1}, untrained=evicted)
+    assert m["r3/episodes"] == 6 and m["r3/trained_episodes"] == 2 and m["r3/trained_share"] == 2 / 6
+    assert m["r3/dropped/first_try_success"] == 2 and m["r3/dropped/out_of_budget"] == 1
+    assert m["r3/first_try_success_rate"] == 2 / 6 and m["r3/retry_success_rate"] == 2 / 3
+    # lengths describe what was trained
     assert m["r3/reflection_length/mean"] == 15.0 and m["r3/episode_length/mean"] == 60.0
-    assert aggregate_step_metrics([])["r3/episodes"] == 0 and metrics_from_extra_fields([{}]) == {}
+    assert aggregate_step_metrics([])["r3/episodes"] == 0

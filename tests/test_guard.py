@@ -74,7 +74,8 @@ def test_stray_recipe_string_is_refused_with_a_fix(group):
         ("r3.max_reflections", True, "r3.max_reflections: must be int"),
         ("r3.reflection_max_tokens", 0, "r3.reflection_max_tokens: must be >= 1"),
         ("r3.reflection_prompt", "  ", "r3.reflection_prompt: empty prompt"),
-        ("r3.drop_first_try_success", "yes", "r3.drop_first_try_success: must be bool"),
+        ("r3.min_group_size", 1, "r3.min_group_size: must be >= 2"),
+        ("r3.max_refill_prompts", -1, "r3.max_refill_prompts: must be >= 0 or null"),
         ("r3.max_reflection", 2, "r3.max_reflection: unknown key"),
         ("actor_rollout_ref.rollout.n", 1, "actor_rollout_ref.rollout.n=1: GRPO"),
         ("trainer.use_v1", False, "trainer.use_v1=false"),
@@ -87,7 +88,9 @@ def test_bad_values_are_named(key, value, expected):
 
 def test_every_problem_is_listed_at_once():
     msg = refused(cfg(**{"r3.mode": "x", "r3.credit": "y", "actor_rollout_ref.rollout.n": 1}))
-    assert "3 problems" in msg and "r3.mode" in msg and "r3.credit" in msg and "rollout.n=1" in msg
+    assert "r3.mode" in msg and "r3.credit" in msg and "rollout.n=1" in msg
+    # rollout.n=1 is also smaller than r3.min_group_size: four problems, all listed
+    assert "4 problems" in msg and "r3.min_group_size=2 is larger than actor_rollout_ref.rollout.n=1" in msg
 
 
 def test_missing_r3_block_with_r3_agent():
@@ -133,13 +136,25 @@ def test_agent_loop_must_be_registered_in_this_process(monkeypatch):
     assert "default_agent_loop=r3_agent: 'r3_agent' is not in verl's agent loop registry" in msg
 
 
-def test_trainer_must_be_registered_in_this_process(monkeypatch):
-    from verl.trainer.ppo.v1 import trainer_base
+def test_removed_and_replaced_settings_say_what_replaced_them():
+    msg = refused(cfg(**{"r3.drop_first_try_success": True}))
+    assert "r3.drop_first_try_success: removed: first-try successes never join a GRPO group" in msg
+    assert "trainer.v1.trainer_mode=r3_sync: removed" in refused(cfg(**{"trainer.v1.trainer_mode": "r3_sync"}))
+    assert "async trainers are not supported" in refused(cfg(**{"trainer.v1.trainer_mode": "colocate_async"}))
 
-    registry = dict(trainer_base.TRAINER_REGISTRY)
-    registry.pop("r3_sync", None)
-    monkeypatch.setattr(trainer_base, "TRAINER_REGISTRY", registry)
-    assert "trainer.v1.trainer_mode=r3_sync" in refused(cfg(), check_registries=True)
+
+def test_r3_needs_its_sampler_worker_and_a_sequence_reward_estimator():
+    msg = refused(cfg(**{"trainer.v1.sampler.custom_sampler.path": None}))
+    assert "trainer.v1.sampler.custom_sampler" in msg and "pkg://r3_plugin.sampler" in msg
+    msg = refused(cfg(**{"actor_rollout_ref.rollout.agent.agent_loop_manager_class": None}))
+    assert "r3_plugin.verl_worker.R3AgentLoopManager" in msg
+    assert "data.gen_batch_size=32" in refused(cfg(**{"data.gen_batch_size": 32}))
+    for estimator in ("gae", "reinforce_plus_plus", "remax"):
+        msg = refused(cfg(**{"algorithm.adv_estimator": estimator}))
+        assert f"algorithm.adv_estimator={estimator}" in msg and "reads rewards only where the mask is 1" in msg
+    for estimator in ("rloo", "grpo_passk"):
+        assert estimator in guard.SEQUENCE_REWARD_ESTIMATORS
+        guard.check_config(cfg(**{"algorithm.adv_estimator": estimator}), check_registries=False)
 
 
 def test_override_order():
@@ -213,10 +228,33 @@ def test_main_ppo_refuses_bad_configs_before_ray(tmp_path):
 
 def test_guard_names_match_the_loop_and_trainer():
     """guard.py must stay import-light (it loads during `import verl`), so it keeps its own copies."""
-    from r3_plugin import agent_loop, trainer
+    from r3_plugin import agent_loop, sampler, verl_worker
 
     assert guard.ALLOWED_MODES == agent_loop.MODES and guard.ALLOWED_CREDIT == agent_loop.CREDITS
-    assert guard.AGENT_NAME == agent_loop.AGENT_NAME and guard.TRAINER_MODE == trainer.TRAINER_MODE
-    assert set(guard.R3_KEYS) == {"mode", "credit", "drop_first_try_success"} | set(
+    assert guard.AGENT_NAME == agent_loop.AGENT_NAME
+    assert guard.MANAGER_CLASS == verl_worker.MANAGER_CLASS
+    assert (guard.SAMPLER_PATH, guard.SAMPLER_NAME) == (sampler.SAMPLER_PATH, sampler.SAMPLER_NAME)
+    assert set(guard.R3_KEYS) == {"mode", "credit", "min_group_size", "max_refill_prompts"} | set(
         agent_loop.EpisodeConfig.__dataclass_fields__
     ) - {"reflect", "plain_retry_prompt"}
+
+
+def test_offline_rows_are_checked_before_training_naming_file_and_row(tmp_path, tiny_model_dir):
+    import pandas as pd
+
+    rows = [
+        {"extra_info": {"index": 7, "r3_failed_attempt": "<answer> 1 + 2 </answer>"}},
+        {"extra_info": {"index": 8, "r3_failed_attempt": ""}},
+        {"extra_info": {"index": 9, "r3_failed_attempt": " + ".join(["3"] * 400)}},
+    ]
+    path = tmp_path / "failures.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    config = cfg(
+        "r3_countdown_offline",
+        **{"data.train_files": str(path), "actor_rollout_ref.model.path": str(tiny_model_dir)},
+    )
+    errors: list[str] = []
+    guard._check_offline_data(config, errors)
+    assert len(errors) == 2
+    assert f"{path}: r3.mode=offline but 1 of 3 rows have no extra_info.r3_failed_attempt (rows 1)" in errors[0]
+    assert "row 2 (extra_info.index 9)" in errors[1] and "Raise data.max_response_length" in errors[1]

@@ -59,6 +59,8 @@ def test_mined_failures_feed_the_offline_recipe(tmp_path, tiny_model_dir, tiny_t
     for i in range(len(out)):
         prompt_mask = out.batch["attention_mask"][i][: out.batch["prompts"].shape[1]].bool()
         prompt = tiny_tokenizer.decode(out.batch["prompts"][i][prompt_mask].tolist())
-        assert attempts[i // 2] in prompt  # each group reflects on its own stored failure
+        response = tiny_tokenizer.decode(out.batch["responses"][i].tolist())
+        # Each group reflects on its own stored failure, which opens the response; the prompt is the task.
+        assert attempts[i // 2] not in prompt and response.startswith(attempts[i // 2])
         credited = out.batch["responses"][i][out.batch["response_mask"][i].bool()].tolist()
         assert tiny_tokenizer.decode(credited) == REFLECTION + "<|im_end|>"

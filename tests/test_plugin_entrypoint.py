@@ -27,12 +27,12 @@ import json, sys
 import verl
 from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
 import verl.utils.config as vc
-from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
+from verl.plugin.platform.platform_manager import PlatformRegistry
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 print(json.dumps({
     "agent": "r3_agent" in _agent_loop_registry,
-    "trainer": "r3_sync" in TRAINER_REGISTRY,
+    "cpu_platform": "cpu" in PlatformRegistry.registered_names(),
     "guard": bool(getattr(vc.validate_config, "_r3_guarded", False)),
     "searchpath": [c.__name__ for c in Plugins.instance().discover(SearchPathPlugin)],
 }))
@@ -55,7 +55,7 @@ def test_fresh_process_registers_everything(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     facts = json.loads(proc.stdout.strip().splitlines()[-1])
     assert facts["agent"], "r3_agent is not in verl's agent loop registry after `import verl`"
-    assert facts["trainer"], "r3_sync is not in verl's v1 trainer registry after `import verl`"
+    assert facts["cpu_platform"], "no accelerator here, so the CPU platform must be in verl's PlatformRegistry"
     assert facts["guard"], "verl.utils.config.validate_config is not wrapped by the R3 guard"
     assert "R3SearchPathPlugin" in facts["searchpath"]
     assert "r3-plugin: could not register" not in proc.stderr, proc.stderr[-3000:]

@@ -64,7 +64,8 @@ R3_BLOCK_DEFAULTS = {
     "retry_max_tokens": 512,
     "reflection_prompt": None,
     "retry_prompt": None,
-    "drop_first_try_success": True,
+    "min_group_size": 2,
+    "max_refill_prompts": None,
 }
 
 
@@ -138,7 +139,11 @@ def test_main_ppo_resolves_recipe_from_install(main_ppo_outputs, recipe):
     assert arr["rollout"]["temperature"] == 1.0
     assert cfg["data"]["return_raw_chat"] is True
     assert cfg["reward"]["custom_reward_function"] == {"path": "pkg://r3_plugin.reward", "name": "compute_score"}
-    assert cfg["trainer"]["v1"]["trainer_mode"] == "r3_sync"
+    assert cfg["trainer"]["v1"]["trainer_mode"] == "sync"  # verl's own sync trainer
+    sampler = cfg["trainer"]["v1"]["sampler"]
+    assert sampler["custom_sampler"] == {"path": "pkg://r3_plugin.sampler", "name": "R3ReplayBuffer"}
+    assert arr["rollout"]["agent"]["agent_loop_manager_class"] == "r3_plugin.verl_worker.R3AgentLoopManager"
+    assert cfg["data"]["gen_batch_size"] == 1
     assert cfg["trainer"]["project_name"] == "r3"
     assert cfg["trainer"]["save_freq"] > 0
     assert set(cfg["r3"]) == set(R3_BLOCK_DEFAULTS)

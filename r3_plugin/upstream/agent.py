@@ -56,6 +56,13 @@ every verl process imports.
 runtime tokens with a per-token training mask; keeping the policy apart from that bookkeeping lets
 it be tested on plain chat messages and reused for offline evaluation with any chat backend.
 """''',
+    "session": '''"""What an agent-loop worker and the ``r3_agent`` loop tell each other about one session.
+
+verl's worker knows whether a session validates but does not pass it to ``AgentLoopBase.run``; the
+loop knows why it drops a session (``run`` returns ``[]``) but cannot say so in its return value.
+Each session runs in its own asyncio task, so two context variables carry both facts across the
+``run`` call: a worker sets :data:`validating` before ``run`` and may read :data:`drop_reason` after it.
+"""''',
     "episode_info": '''"""Per-episode records (verl's ``reward_extra_info``) and the step metrics aggregated from them.
 
 The agent loop attaches :func:`episode_record` to every trajectory; verl logs its numeric keys under
@@ -77,7 +84,11 @@ REPLACEMENTS = (
     ("r3_plugin/tasks.py", "r3_plugin.register_task(", "register_task("),
     ("r3_plugin/agent_loop.py", ", shared with the miner and the evaluator.", "."),
     ("r3_plugin/agent_loop.py", "train on the failures parquet written by `r3 mine`", "train on mined failures"),
-    ("r3_plugin/agent_loop.py", "The recipes keep validation greedy", "The example config keeps validation greedy"),
+    (
+        "r3_plugin/agent_loop.py",
+        "r3_plugin.verl_worker.R3AgentLoopManager",
+        "<a manager whose worker sets verl.experimental.agent_loop.r3.session.validating>",
+    ),
     ("r3_plugin/agent_loop.py", "The recipe's ``r3:`` block.", "The ``r3:`` block of the trainer config."),
     ("r3_plugin/episode.py", "e.g. the recipe's ``r3:`` section", "e.g. the trainer config's ``r3:`` section"),
     ("r3_plugin/episode.py", "e.g. from the failure miner", "e.g. one the model failed before training"),
@@ -208,5 +219,6 @@ def files(sources) -> dict[str, str]:
         layout.module_path(f"{PKG}.builtin_tasks"): builtin_tasks_module(sources),
         layout.module_path(f"{PKG}.episode"): simple_module(sources, "episode"),
         layout.module_path(f"{PKG}.episode_info"): simple_module(sources, "episode_info"),
+        layout.module_path(f"{PKG}.session"): simple_module(sources, "session"),
         layout.module_path(f"{PKG}.r3_agent_loop"): agent_loop_module(sources),
     }

@@ -15,7 +15,8 @@
 
 The recipe is a ``# @package _global_`` override of verl's ``ppo_trainer``; upstream it becomes a
 primary config with ``defaults: [ppo_trainer, _self_]``, minus what only the plugin provides (its
-model-preset block, its ``r3_sync`` trainer mode and its ``pkg://r3_plugin`` reward function:
+model-preset block, its replay buffer and agent-loop manager (R3's GRPO group rule, not in the series
+yet) and its ``pkg://r3_plugin`` reward function:
 verl's own ``default_compute_score`` now handles countdown, and the agent loop scores episodes).
 """
 
@@ -32,6 +33,8 @@ from r3_plugin.upstream.transform import TransformError
 
 RECIPE_SRC = "recipes/recipe/r3_countdown.yaml"
 PLUGIN_ONLY_KEYS = ("r3_model_info",)
+#: r3 keys read by the plugin's replay buffer (R3's GRPO group rule), which the series does not carry yet.
+SAMPLER_ONLY_R3_KEYS = ("min_group_size", "max_refill_prompts")
 
 CONFIG_HEADER = """\
 # R3 (Reflect, Retry, Reward) on Countdown with GRPO: docs/algo/r3.md
@@ -68,9 +71,14 @@ def upstream_config(recipe: dict[str, Any]) -> dict[str, Any]:
     info = cfg.get("r3_model_info") or {}
     for key in PLUGIN_ONLY_KEYS:
         cfg.pop(key, None)
+    for key in SAMPLER_ONLY_R3_KEYS:
+        cfg.get("r3", {}).pop(key, None)
+    cfg.get("data", {}).pop("gen_batch_size", None)
+    cfg.get("actor_rollout_ref", {}).get("rollout", {}).get("agent", {}).pop("agent_loop_manager_class", None)
     trainer = cfg.get("trainer", {})
     if isinstance(trainer.get("v1"), dict):
-        trainer["v1"].pop("trainer_mode", None)  # the plugin's r3_sync mode; verl's default is sync
+        trainer["v1"].pop("trainer_mode", None)  # verl's default is sync
+        trainer["v1"].pop("sampler", None)  # the plugin's replay buffer (pkg://r3_plugin.sampler)
         if not trainer["v1"]:
             trainer.pop("v1")
     reward = cfg.get("reward", {})

@@ -32,8 +32,6 @@ FIELD_DOCS = {
     "`extra_info.r3_failed_attempt` is the first attempt, so a whole GRPO group reflects on one failure.",
     "credit": "`reflection` (the paper): only reflection tokens are trained. `reflection_and_retry`: "
     "the retry answer is trained too (an ablation).",
-    "drop_first_try_success": "Training only: drop sessions whose first attempt already passes (nothing to "
-    "reflect on) instead of adding all-zero-mask trajectories to the group.",
     "max_reflections": "Reflect-and-retry rounds after a failed attempt (the paper uses 1; 0 only attempts).",
     "reflect": "`false` retries without a reflection (the evaluation control).",
     "attempt_max_tokens": "Token limit of the first attempt (`null`: the episode budget).",
@@ -78,8 +76,8 @@ In verl, R3 is the `r3_agent` agent loop (`{pkg}`), trained with GRPO.
 
 1. **Attempt.** The model answers the task prompt. The task's verifier checks the answer.
 2. **Success:** the episode ends; there is nothing to reflect on. In training such sessions are
-   dropped (`r3.drop_first_try_success`), so they neither enter the GRPO group baseline nor form
-   mini-batches whose mask is all zero.
+   dropped, so they neither enter the GRPO group baseline nor form mini-batches whose mask is all
+   zero; so are episodes that ran out of token budget before their retry was verified.
 3. **Failure:** a fixed user message asks for a reflection, and the model writes one.
 4. **Retry.** A second user message asks the model to try again; the model answers.
 5. **Reward.** 1 if the retry passes the verifier, else 0 (training). In validation the reward is

@@ -40,6 +40,7 @@ MODULE_MAP = {
     "r3_plugin.tasks": f"{AGENT_PKG}.tasks",
     "r3_plugin.episode": f"{AGENT_PKG}.episode",
     "r3_plugin.episode_info": f"{AGENT_PKG}.episode_info",
+    "r3_plugin.session": f"{AGENT_PKG}.session",
     "r3_plugin.agent_loop": f"{AGENT_PKG}.r3_agent_loop",
     "r3_plugin.verifiers": f"{AGENT_PKG}.builtin_tasks",
     "r3_plugin.verifiers.countdown": SCORER_MODULE,

