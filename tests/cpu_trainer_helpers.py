@@ -24,6 +24,10 @@ from r3_plugin.cpu.trainer_run import TrainerRun, main_ppo_command, run_env
 
 TOY_PKG = Path(__file__).parent / "toy_task_pkg"
 TOY_SOURCE = "r3_toy_parity"
+if str(TOY_PKG) not in sys.path:  # this process reads the task's prompts and verifier too
+    sys.path.insert(0, str(TOY_PKG))
+import r3_toy_task  # noqa: E402,F401  (registers r3_toy_parity here, as verl's workers do via the env below)
+
 #: Generous: a run on 2 busy cores takes 2-4 minutes; a hang must still end the test.
 RUN_TIMEOUT_S = 900
 

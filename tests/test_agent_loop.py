@@ -268,7 +268,12 @@ async def test_truncated_attempt_is_closed_and_episode_fits_budget(tmp_path, tin
     assert dropped is None and worker.dropped == {"out_of_budget": 1} and len(server.calls) == 2
     # Validation keeps it, as a failed episode (second-try accuracy counts it as not solved).
     tight, worker, server, _ = await _run(
-        tmp_path, tiny_model_dir, tiny_tokenizer, turn_script(WRONG, REFLECTION, RIGHT), response_length=90, validate=True
+        tmp_path,
+        tiny_model_dir,
+        tiny_tokenizer,
+        turn_script(WRONG, REFLECTION, RIGHT),
+        response_length=90,
+        validate=True,
     )
     assert tight.batch["responses"].shape[1] == 90
     assert tight.batch["attention_mask"][0][256:].sum().item() == 90
