@@ -20,7 +20,8 @@ includes warm-up) are compared: seconds per step, tokens per trajectory (prompt 
 trainer processes them; for R3 the response holds the attempt, the inserted prompts, the
 reflection and the retry), and seconds per processed token. The token-normalised ratio R3 /
 single-turn is the claim to check (goal <= 1.1: R3's extra cost is only its extra tokens). vLLM's
-prefix-cache hit rate during the R3 run comes from the engine's own stats log.
+prefix-cache hit rate comes from the rollout server's own Prometheus counters
+(``vllm:prefix_cache_hits`` / ``vllm:prefix_cache_queries``), read while the run is going.
 
     python benchmarks/bench_trainer_cpu.py [--model DIR] [--steps 6] [--out bench_trainer_cpu.json]
 """
@@ -37,14 +38,50 @@ from pathlib import Path
 from typing import Any
 
 SINGLE_TURN = [
+    "trainer.v1.sampler.sampler_kwargs.min_group_size=2",  # literals before ~r3: they interpolate r3.*
+    "trainer.v1.sampler.sampler_kwargs.max_refill_prompts=null",
     "~r3",
     "actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent",
     "actor_rollout_ref.rollout.agent.agent_loop_manager_class=null",
     "trainer.v1.sampler.custom_sampler.path=null",
     "trainer.v1.sampler.custom_sampler.name=null",
-    "trainer.v1.sampler.sampler_kwargs={}",
 ]
-_HIT_RATE = re.compile(r"Prefix cache hit rate: (?:GPU: )?([\d.]+)%")
+_SERVER = re.compile(r"LLMServerManager: \['([^']+)'")
+_COUNTER = re.compile(r"^(vllm:prefix_cache_(?:hits|queries))(?:_total)?(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
+
+
+def _prefix_cache_counters(log_path: Path) -> dict[str, float] | None:
+    """The rollout server's prefix-cache counters, from its /metrics endpoint (None if not reachable)."""
+    import urllib.request
+
+    match = _SERVER.search(log_path.read_text(errors="replace"))
+    if not match:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://{match.group(1)}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    counters: dict[str, float] = {}
+    for name, value in _COUNTER.findall(text):
+        counters[name] = counters.get(name, 0.0) + float(value)
+    return counters or None
+
+
+def _run_and_watch(run: Any, timeout: float) -> tuple[int, dict[str, float] | None]:
+    """Run to the end, reading the server's counters every few seconds (the server goes with the run)."""
+    import time
+
+    run.start()
+    last = None
+    deadline = time.monotonic() + timeout
+    while run.process.poll() is None:
+        if time.monotonic() > deadline:
+            run.kill()
+            return 124, last
+        last = _prefix_cache_counters(run.log_path) or last
+        time.sleep(3)
+    return run.process.returncode, last
 
 
 def _summary(metrics: dict[int, dict[str, Any]], first: int) -> dict[str, float]:
@@ -105,14 +142,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         run = TrainerRun(command, out, run_env(out))
         print(f"[bench] {name}: running main_ppo ({args.steps} steps) -> {run.log_path}", flush=True)
-        rc = run.run(timeout=1800)
+        rc, counters = _run_and_watch(run, timeout=1800)
         if rc != 0:
             print(f"[bench] {name}: main_ppo exited {rc}\n{run.log_tail()}", file=sys.stderr)
             return rc
         result[name] = _summary(run.metrics(), first=2)
         result[name]["wall_s"] = run.seconds
-        rates = [float(x) for x in _HIT_RATE.findall(run.log_path.read_text(errors="replace"))]
-        result[name]["prefix_cache_hit_rate_last_pct"] = rates[-1] if rates else None
+        queries = (counters or {}).get("vllm:prefix_cache_queries", 0.0)
+        hits = (counters or {}).get("vllm:prefix_cache_hits", 0.0)
+        result[name]["prefix_cache_hit_rate_pct"] = round(100 * hits / queries, 1) if queries else None
     r3, st = result["r3"], result["single_turn"]
     result["step_time_ratio"] = r3["step_s"] / st["step_s"]
     result["token_normalised_ratio"] = r3["ms_per_token"] / st["ms_per_token"]
@@ -122,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         f"\nR3 {r3['step_s']:.2f} s/step, {r3['tokens_per_trajectory']:.0f} tokens/trajectory vs single-turn "
         f"{st['step_s']:.2f} s/step, {st['tokens_per_trajectory']:.0f} tokens/trajectory: step time x"
         f"{result['step_time_ratio']:.2f}, per token x{result['token_normalised_ratio']:.2f} (goal <= 1.1); "
-        f"vLLM prefix-cache hit rate (R3, last logged) {r3['prefix_cache_hit_rate_last_pct']}%"
+        f"vLLM prefix-cache hit rate: R3 {r3['prefix_cache_hit_rate_pct']}%, single-turn "
+        f"{st['prefix_cache_hit_rate_pct']}% (share of prompt tokens served from the cache)"
     )
     return 0
 

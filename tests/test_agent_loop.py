@@ -416,3 +416,23 @@ async def test_empty_retry_prompt_gives_back_to_back_assistant_turns(tmp_path, t
     assert expected[: len(ids)] == ids and tiny_tokenizer.decode(expected[len(ids) :]) == "\n"
     assert _credited_text(out, tiny_tokenizer, 0) == REFLECTION + "<|im_end|>"
     assert out.batch["rm_scores"][0].sum().item() == 1.0 and len(server.calls) == 3
+
+
+def test_validation_flag_comes_from_the_worker_not_from_sampling():
+    """A per-sample greedy training row (verl's ``__do_sample__=False``) samples like validation but trains."""
+    from types import SimpleNamespace
+
+    from r3_plugin import session
+    from r3_plugin.agent_loop import R3AgentLoop
+
+    val = SimpleNamespace(temperature=0, top_p=1.0, top_k=-1)
+    loop = SimpleNamespace(rollout_config=SimpleNamespace(val_kwargs=val, temperature=1.0, top_p=1.0, top_k=-1))
+    greedy = {"temperature": 0, "top_p": 1.0, "top_k": -1}
+    token = session.validating.set(False)
+    try:
+        assert R3AgentLoop.is_validation(loop, greedy) is False
+        session.validating.set(True)
+        assert R3AgentLoop.is_validation(loop, {"temperature": 1.0, "top_p": 1.0, "top_k": -1}) is True
+    finally:
+        session.validating.reset(token)
+    assert R3AgentLoop.is_validation(loop, greedy) is True  # no worker flag: the sampling fallback

@@ -109,6 +109,14 @@ def test_every_step_logs_r3_metrics_and_counts_every_session(runs):
         assert m["r3/episodes"] == 4 * (4 + m["r3/groups/refilled_prompts"])
 
 
+def test_dropped_sessions_do_not_flood_the_log(runs):
+    """verl's worker logs one "Empty output" warning per dropped session; R3's worker records them instead."""
+    dropped = sum(_step_metrics(runs, s)["r3/dropped/first_try_success"] for s in range(1, STEPS + 1))
+    assert dropped > 0
+    for run in (runs["first"], runs["second"]):
+        assert "Empty output for prompt" not in run.log_path.read_text(errors="replace")
+
+
 def test_weights_reach_vllm_every_step(runs):
     for step in range(1, STEPS + 1):
         m = _step_metrics(runs, step)
