@@ -292,7 +292,7 @@ class R3AgentLoop(AgentLoopBase):
         self.response_length = int(self.rollout_config.response_length)
 
     def is_validation(self, sampling_params: Mapping[str, Any]) -> bool:
-        """Whether this session validates: R3's worker says so (:data:`r3_plugin.session.validating`).
+        """Whether this session validates: R3's worker says so (:data:`session.validating`).
 
         Under a worker that does not (verl's own, wired without R3's manager), fall back to the
         sampling parameters, which the guard keeps different for validation and training.
@@ -306,7 +306,8 @@ class R3AgentLoop(AgentLoopBase):
             logger.warning(
                 "r3_agent runs under an agent-loop worker that does not pass the validate flag; telling "
                 "validation from training by sampling parameters. Set "
-                "actor_rollout_ref.rollout.agent.agent_loop_manager_class=r3_plugin.verl_worker.R3AgentLoopManager"
+                "actor_rollout_ref.rollout.agent.agent_loop_manager_class="
+                "r3_plugin.verl_worker.R3AgentLoopManager"
             )
         val = self.rollout_config.val_kwargs
         train = (self.rollout_config.temperature, self.rollout_config.top_p, self.rollout_config.top_k)

@@ -81,7 +81,8 @@ def load_batch(parquet_path: str, config: DictConfig, tokenizer: Any, limit: int
 def make_worker(config: DictConfig, server: Any):
     """verl's AgentLoopWorker, able to drop sessions the way the v1 trainer does.
 
-    ``worker.dropped`` counts dropped sessions by the loop's reason (:data:`r3_plugin.session.drop_reason`).
+    ``worker.dropped`` counts dropped sessions by the loop's reason
+    (:data:`r3_plugin.session.drop_reason`).
     """
     from collections import Counter
 

