@@ -19,6 +19,7 @@ import json
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,13 @@ def test_hydra_plugins_has_no_init():
 
     paths = sp.search_paths()
     assert paths and all(p.startswith("file://") for p in paths)
+
+
+def test_every_package_ships_in_the_wheel():
+    """pyproject lists packages explicitly; a new subpackage left out is missing from a regular install."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(root).parts) for p in (root / "r3_plugin").rglob("__init__.py")}
+    assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"

@@ -73,6 +73,10 @@ def activate() -> bool:
         return _active
     _active = False
     if not wanted():
+        # Children (Ray workers of a local cluster inherit the environment) skip the device probe.
+        os.environ.setdefault(ENV_SWITCH, "0")
+        if os.environ[ENV_SWITCH].strip().lower() == "auto":
+            os.environ[ENV_SWITCH] = "0"
         return False
     from r3_plugin.cpu import workarounds
     from r3_plugin.cpu.platform import register_platform
