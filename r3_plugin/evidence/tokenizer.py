@@ -13,26 +13,37 @@
 # limitations under the License.
 """A small ChatML tokenizer for countdown, trained on the evidence corpus itself.
 
-Digits are split one per token (as Qwen2 does), so the model reads and writes any number with ten
-symbols instead of memorising a token per number; the rest is byte-level BPE, so any text the model
-or a user writes still encodes. The ChatML special tokens and template are the ones of
+Digits are split one per token by default (as Qwen2 does), so the model reads and writes any number
+with ten symbols instead of memorising a token per number; for small number ranges the digits can
+instead merge into one token per frequent number (``split_digits=False``), which a small model copies
+from the prompt far sooner. The rest is byte-level BPE, so any text the model or a user writes still
+encodes. The ChatML special tokens and template are the ones of
 :mod:`r3_plugin.tiny_model`, so verl picks its Qwen continuous-token builder and vLLM stops on
-``<|im_end|>``.
+``<|im_end|>``. The role names of the template are part of the training text, so each is one token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 
 from r3_plugin.tiny_model import SPECIAL_TOKENS, train_chatml_tokenizer
 
 DEFAULT_VOCAB_SIZE = 1024
+#: The template's role lines, which the corpus's message texts never contain: without them every turn
+#: spends about six tokens spelling "assistant".
+_ROLE_TEXTS = ("system\n", "user\n", "assistant\n") * 1000
 
 
-def build_countdown_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE):
-    """Train a digit-splitting byte-level BPE tokenizer on ``texts``; returns a PreTrainedTokenizerFast."""
+def build_countdown_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, *, split_digits: bool = True):
+    """Train a byte-level BPE tokenizer on ``texts``; returns a PreTrainedTokenizerFast.
+
+    ``split_digits`` (default) gives every digit its own token; False lets BPE merge a number with
+    the space before it (``" 12"`` one token), so the frequent numbers of a small-range corpus are
+    one token each: a from-scratch model then copies a given number as one token.
+    """
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise ValueError(
             f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} (bytes + specials), got {vocab_size}"
         )
-    return train_chatml_tokenizer(texts, vocab_size, split_digits=True)
+    return train_chatml_tokenizer(chain(texts, _ROLE_TEXTS), vocab_size, split_digits=split_digits)
