@@ -62,7 +62,7 @@ def test_every_attempt_label_agrees_with_the_verifier(conversations):
     seen_kinds = Counter()
     for conv in conversations:
         assistant = [m["content"] for m in conv.messages if m["role"] == "assistant"]
-        assert [a.text for a in _attempts(conv)] == [assistant[0], *assistant[2:]]
+        assert [a.text for a in _attempts(conv)] == [assistant[0], *assistant[1 if conv.plain_retry else 2 :]]
         for attempt in _attempts(conv):
             result = countdown_verify(attempt.text, _gt(conv.task))
             assert (attempt.category, attempt.passed) == (result.category, result.passed)
@@ -72,6 +72,9 @@ def test_every_attempt_label_agrees_with_the_verifier(conversations):
         assert roles == ["user", "assistant"] * (len(roles) // 2)
         if conv.first.passed:
             assert len(conv.messages) == 2 and conv.retry is None
+        elif conv.plain_retry:
+            assert len(conv.messages) == 4 and conv.reflection is None and conv.diagnosis is None
+            assert conv.messages[2]["content"] == task_prompts.plain_retry_prompt
         else:
             assert conv.messages[2]["content"] == task_prompts.reflection_prompt
             assert conv.messages[4]["content"] == task_prompts.retry_prompt
@@ -155,8 +158,10 @@ def test_corpus_ids_equal_the_chat_template(conversations, tokenizer):
     assert ec.encode_texts(tokenizer, texts) == tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def test_loss_mask_covers_exactly_the_assistant_turns(conversations, tokenizer):
-    ids, masks = ec.tokenize_conversations(tokenizer, [c.messages for c in conversations])
+@pytest.mark.parametrize("train_wrong_first", [False, True])
+def test_loss_mask_covers_exactly_the_trained_assistant_turns(conversations, tokenizer, train_wrong_first):
+    trained = [c.trained_turns(train_wrong_first) for c in conversations]
+    ids, masks = ec.tokenize_conversations(tokenizer, [c.messages for c in conversations], trained=trained)
     eos = tokenizer.eos_token
     for conv, x, m in zip(conversations, ids, masks, strict=True):
         runs, current = [], []
@@ -169,8 +174,115 @@ def test_loss_mask_covers_exactly_the_assistant_turns(conversations, tokenizer):
         if current:
             runs.append(current)
         assistant = [msg["content"] for msg in conv.messages if msg["role"] == "assistant"]
+        if not (train_wrong_first or conv.first.passed):  # the wrong first attempt is context only
+            assert assistant[0] == conv.first.text
+            assistant = assistant[1:]
         decoded = [tokenizer.decode(r, skip_special_tokens=False) for r in runs]
         assert decoded == [a + eos for a in assistant]
+    # None trains every assistant turn, as before.
+    _, all_masks = ec.tokenize_conversations(tokenizer, [c.messages for c in conversations])
+    assert sum(map(sum, all_masks)) > sum(map(sum, masks)) or train_wrong_first
+
+
+def test_plain_retry_conversations_are_the_evaluation_control(splits):
+    prompts = get_task("countdown")
+    config = ec.CorpusConfig(first_right=0.0, plain_retry=0.5, plain_retry_success=0.4)
+    convs = ec.build_conversations(splits.sft, seed=5, config=config)
+    plain = [c for c in convs if c.plain_retry]
+    assert 0.4 < len(plain) / len(convs) < 0.6
+    for conv in plain:
+        assert [m["role"] for m in conv.messages] == ["user", "assistant", "user", "assistant"]
+        assert conv.messages[2]["content"] == prompts.plain_retry_prompt
+        assert conv.messages[1]["content"] == conv.first.text and not conv.first.passed
+        assert conv.messages[3]["content"] == conv.retry.text
+        assert conv.reflection is None and prompts.reflection_prompt not in [m["content"] for m in conv.messages]
+        assert conv.trained_turns() == [False, False, False, True]  # the retry is trained, not the failure
+        assert conv.record()["plain_retry"] is True
+    rate = ec.corpus_stats(convs)["retry_accuracy_by_diagnosis"]["plain"]
+    assert 0.3 < rate < 0.5
+    assert not any(c.plain_retry for c in ec.build_conversations(splits.sft, 5, ec.CorpusConfig(plain_retry=0.0)))
+
+
+@pytest.mark.parametrize(
+    ("expr", "steps"),
+    [
+        ("5 + 20 / 10", ["20 / 10 = 2", "5 + 2 = 7"]),
+        ("20 / (10 / 5)", ["10 / 5 = 2", "20 / 2 = 10"]),
+        ("3 - (4 - 5) * 2", ["4 - 5 = -1", "-1 * 2 = -2", "3 - -2 = 5"]),
+        ("10 / 4 * 6", ["10 / 4 = 5/2", "5/2 * 6 = 15"]),
+    ],
+)
+def test_equation_steps_evaluate_in_order(expr, steps):
+    got = ec.equation_steps(expr)
+    assert [text for text, _ in got] == steps
+    assert got[-1][1] == evaluate_expression(expr)
+
+
+def test_steps_think_format_keeps_the_verifier_labels(splits):
+    convs = ec.build_conversations(splits.sft[:100], seed=4, config=ec.CorpusConfig(first_right=0.3, think="steps"))
+    for conv in convs:
+        for attempt in _attempts(conv):
+            assert (attempt.category, attempt.passed) == (
+                countdown_verify(attempt.text, _gt(conv.task)).category,
+                countdown_verify(attempt.text, _gt(conv.task)).passed,
+            )
+            think = attempt.text.split("<think>")[1].split("</think>")[0]
+            assert len(think.split(",")) == len(_NUM.findall(attempt.expression)) - 1
+            if attempt.passed:
+                assert think.strip().endswith(f"= {conv.task.target}")
+    with pytest.raises(ValueError, match="think"):
+        ec.CorpusConfig(think="poem")
+
+
+def test_canonical_solution_prefers_the_given_order_and_whole_steps(splits):
+    from r3_plugin.data.countdown import check_solution
+
+    assert ec.canonical_solution((3, 4, 5), 12) == "3 + 4 + 5"
+    assert ec.canonical_solution((3, 4, 5), 35) == "(3 + 4) * 5"
+    assert ec.canonical_solution((2, 11, 4), 13) == "11 - 2 + 4"  # 2 - 11 = -9 only as a last resort
+    assert ec.canonical_solution((1, 1, 1), 100) is None
+    in_order = 0
+    for task in splits.sft[:150]:
+        found = ec.canonical_solution(task.numbers, task.target)
+        assert found is not None and check_solution(found, task.numbers, task.target)
+        in_order += [int(x) for x in _NUM.findall(found)] == list(task.numbers)
+    assert in_order > 75
+    config = ec.CorpusConfig(first_right=1.0, solution="canonical")
+    for conv in ec.build_conversations(splits.sft[:20], seed=1, config=config):
+        assert conv.first.expression == ec.canonical_solution(conv.task.numbers, conv.task.target)
+
+
+def test_split_tasks_with_a_dev_split_and_ranges():
+    old = ec.split_tasks(10, 10, 30, seed=3)
+    same = ec.split_tasks(10, 10, 30, seed=3, n_dev=0)
+    assert (old.test, old.rl_train, old.sft, old.dev) == (same.test, same.rl_train, same.sft, [])
+    dist = ec.Distribution(number_range=(1, 20), target_range=(1, 100))
+    sp = dist.split(30, 40, 200, seed=1, n_dev=25)
+    assert [len(sp.test), len(sp.dev), len(sp.rl_train), len(sp.sft)] == [30, 25, 40, 200]
+    keys = [{(t.target, tuple(sorted(t.numbers))) for t in part} for part in (sp.test, sp.dev, sp.rl_train, sp.sft)]
+    assert sum(map(len, keys)) == len(set().union(*keys))  # disjoint
+    for t in sp.test + sp.dev + sp.rl_train + sp.sft:
+        assert len(t.numbers) == 3 and all(1 <= n <= 20 for n in t.numbers) and 1 <= t.target <= 100
+    assert dist.describe() == "3 numbers in 1..20, integer targets in 1..100"
+    with pytest.raises(ValueError, match="number_range"):
+        ec.Distribution(number_range=(5, 1))
+
+
+def test_recipe_data_only_writes_the_rl_splits_of_the_same_distribution(tmp_path):
+    from r3_plugin.evidence import sft
+
+    args = ["--recipe", "cpu", "--output-dir", str(tmp_path), "--seed", "0", "--data-only"]
+    assert sft.main(args) == 0
+    cfg = sft._parse_args(args)
+    splits = sft.make_splits(cfg)
+    frames = {s: pd.read_parquet(tmp_path / "data" / f"{s}.parquet") for s in ("train", "dev", "test")}
+    sizes = {s: len(f) for s, f in frames.items()}
+    assert sizes == {"train": cfg.rl_train_size, "dev": cfg.dev_size, "test": cfg.test_size}
+    first = frames["test"]["reward_model"].iloc[0]["ground_truth"]
+    assert (int(first["target"]), list(first["numbers"])) == (splits.test[0].target, list(splits.test[0].numbers))
+    for gt in frames["train"]["reward_model"].map(lambda r: r["ground_truth"]):
+        assert len(gt["numbers"]) == 3 and max(gt["numbers"]) <= 20 and 1 <= gt["target"] <= 100
+    assert sft._parse_args([*args, "--steps", "7"]).steps == 7  # flags override the recipe
 
 
 def test_corpus_writers_round_trip(tmp_path, conversations, tokenizer):
@@ -208,7 +320,7 @@ def test_tiny_sft_lowers_the_loss_and_saves_a_loadable_qwen2(tmp_path):
     out = tmp_path / "run"
     args = [
         "--output-dir", str(out), "--device", "cpu", "--preset", "tiny", "--steps", "40", "--batch-size", "16",
-        "--conversations", "800", "--test-size", "16", "--rl-train-size", "16", "--eval-size", "8",
+        "--conversations", "800", "--test-size", "16", "--rl-train-size", "16", "--dev-size", "8",
         "--eval-every", "40", "--log-every", "10", "--lr", "3e-3", "--warmup-steps", "5", "--vocab-size", "400",
         "--max-new-tokens", "24", "--write-corpus", "--no-progress",
     ]  # fmt: skip
@@ -235,9 +347,14 @@ def test_tiny_sft_lowers_the_loss_and_saves_a_loadable_qwen2(tmp_path):
     test = pd.read_parquet(out / "data" / "test.parquet")
     corpus = pd.read_parquet(out / "sft.parquet")
     assert len(test) == 16 and set(test["agent_name"]) == {"r3_agent"}
-    held_out = {
-        (int(gt["target"]), tuple(sorted(gt["numbers"])))
-        for gt in test["reward_model"].map(lambda r: r["ground_truth"])
-    }
+    dev = pd.read_parquet(out / "data" / "dev.parquet")
+
+    def keys(frame):
+        return {
+            (int(gt["target"]), tuple(sorted(gt["numbers"])))
+            for gt in frame["reward_model"].map(lambda r: r["ground_truth"])
+        }
+
+    held_out, dev_keys = keys(test), keys(dev)
     seen = {(int(t), tuple(sorted(n))) for t, n in zip(corpus["target"], corpus["numbers"], strict=True)}
-    assert not held_out & seen
+    assert len(dev) == 8 and not held_out & seen and not dev_keys & seen and not held_out & dev_keys
