@@ -115,13 +115,14 @@ async def _quick_demo(args: argparse.Namespace) -> int:
     out = await run_rollout(worker, batch, n=args.group_size)
     total = args.tasks * args.group_size
     if out is None:
-        print(f"all {total} sessions were dropped ({dict(worker.dropped)}): nothing to train this step")
+        print(f"all {count(total, 'session')} were dropped ({dict(worker.dropped)}): nothing to train this step")
         return 0
     advantages = grpo_advantages(out, config)
+    print(TRAINED_SPAN_LEGEND)
     _print_trajectories(out, advantages, tokenizer, args.show, color)
     dropped = total - len(out)
     metrics = aggregate_step_metrics(list(out.non_tensor_batch["reward_extra_info"]), worker.dropped)
-    print(f"\nR3 step metrics ({len(out)} trajectories, {dropped} session{'s' if dropped != 1 else ''} dropped):")
+    print(f"\nR3 step metrics ({count(len(out), 'trajectory')}, {count(dropped, 'session')} dropped):")
     for key in sorted(metrics):
         print(f"  {key:36s} {metrics[key]:.3f}")
     if float(advantages.abs().sum()) == 0.0:
@@ -135,20 +136,39 @@ async def _quick_demo(args: argparse.Namespace) -> int:
 def _print_config(config: Any) -> None:
     rollout = config.actor_rollout_ref.rollout
     actor = config.actor_rollout_ref.actor
-    print("Composed verl config: +recipe=r3_countdown (+ CPU-sized overrides)")
-    print(f"  algorithm.adv_estimator        {config.algorithm.adv_estimator}")
-    print(f"  rollout.agent.default_agent_loop {rollout.agent.default_agent_loop}   rollout.n {rollout.n}")
-    print(
-        f"  actor lr {actor.optim.lr}  scheduler {actor.optim.lr_scheduler_type}  "
-        f"warmup {actor.optim.lr_warmup_steps_ratio}  kl_loss_coef {actor.kl_loss_coef}"
-    )
     r3 = config.r3
-    print(
-        f"  r3: mode={r3.mode} credit={r3.credit} max_reflections={r3.max_reflections} "
-        f"min_group_size={r3.min_group_size}"
-    )
-    print(f"  trainer.v1.trainer_mode        {config.trainer.v1.trainer_mode}")
+    rows = [
+        ("algorithm.adv_estimator", config.algorithm.adv_estimator),
+        ("rollout.agent.default_agent_loop", rollout.agent.default_agent_loop),
+        ("rollout.n", rollout.n),
+        (
+            "actor.optim",
+            f"lr {actor.optim.lr}, {actor.optim.lr_scheduler_type}, warmup {actor.optim.lr_warmup_steps_ratio}",
+        ),
+        ("actor.kl_loss_coef", actor.kl_loss_coef),
+        (
+            "r3",
+            f"mode={r3.mode} credit={r3.credit} max_reflections={r3.max_reflections} "
+            f"min_group_size={r3.min_group_size}",
+        ),
+        ("trainer.v1.trainer_mode", config.trainer.v1.trainer_mode),
+    ]
+    print("Composed verl config: +recipe=r3_countdown (+ CPU-sized overrides)")
+    print(format_rows(rows))
     print("  (quick view: verl's agent-loop worker in process; no GRPO group rule, no training step)")
+
+
+def format_rows(rows: list[tuple[str, Any]], indent: int = 2) -> str:
+    """``key   value`` lines with the values in one column, however long the keys are."""
+    width = max(len(key) for key, _ in rows)
+    return "\n".join(f"{' ' * indent}{key:<{width}}  {value}" for key, value in rows)
+
+
+def count(n: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``, ``3 trajectories``: a count with its noun in the right number."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else f"{n} {noun}s"
 
 
 def _make_server(args: argparse.Namespace, model_dir: Path, tokenizer: Any):
@@ -160,12 +180,23 @@ def _make_server(args: argparse.Namespace, model_dir: Path, tokenizer: Any):
 
 
 class NoisyOracle:
-    """A scripted countdown policy: right 30% of first attempts, fixes its answer after 60% of reflections."""
+    """A scripted countdown policy: right 30% of first attempts, fixes its answer after 60% of reflections.
+
+    Each session draws from its own generator, seeded by ``seed``, its task and how many sessions of
+    that task came before it. One shared generator would hand out draws in whatever order the
+    concurrent turns arrive, so the same ``--seed`` gave a different table each run; this way each group
+    gets the same outcomes every run (only which of its interchangeable sessions gets which may vary,
+    and the printout sorts a group's members).
+    """
 
     def __init__(self, seed: int = 0, p_first: float = 0.3, p_fix: float = 0.6) -> None:
-        self.rng = random.Random(seed)
+        self.seed = seed
         self.p_first, self.p_fix = p_first, p_fix
         self.sessions: dict[str, dict[str, Any]] = {}
+
+    def _seen(self, prompt_text: str) -> int:
+        """How many sessions of this task (same first prompt) started before this one."""
+        return sum(state["prompt"] == prompt_text for state in self.sessions.values())
 
     def __call__(self, prompt_text: str, request_id: str) -> str:
         from r3_plugin.data.countdown import solve
@@ -175,17 +206,23 @@ class NoisyOracle:
             match = _PROMPT_RE.search(prompt_text)
             numbers = [int(x) for x in match.group(1).split(",")] if match else [1, 2]
             target = int(match.group(2)) if match else 3
-            state = {"numbers": numbers, "target": target, "solution": solve(numbers, target) or "1"}
+            state = {
+                "numbers": numbers,
+                "target": target,
+                "solution": solve(numbers, target) or "1",
+                "prompt": prompt_text,
+                "rng": random.Random(f"{self.seed}:{prompt_text}:{self._seen(prompt_text)}"),
+            }
             self.sessions[request_id] = state
         turn = prompt_text.count("<|im_start|>assistant") - 1
-        numbers, solution = state["numbers"], state["solution"]
+        numbers, solution, rng = state["numbers"], state["solution"], state["rng"]
         if turn == 0:
-            if self.rng.random() < self.p_first:
+            if rng.random() < self.p_first:
                 return f"<think> search </think> <answer> {solution} </answer>"
             wrong = " + ".join(str(n) for n in numbers[:-1])  # leaves a number out
             return f"<think> add them up </think> <answer> {wrong} </answer>"
         if turn == 1:
-            if self.rng.random() < self.p_fix:
+            if rng.random() < self.p_fix:
                 state["fix"] = True
                 return f"I left out {numbers[-1]}; every number must be used exactly once."
             state["fix"] = False
@@ -202,18 +239,23 @@ def _print_trajectories(out: Any, advantages: Any, tokenizer: Any, show: int, co
     prompt_width = out.batch["prompts"].shape[1]
     uids = out.non_tensor_batch["uid"]
     group_ids = {uid: i for i, uid in enumerate(dict.fromkeys(uids))}
-    # Print one full transcript per group first, then the rest as one-line summaries.
-    first_of_group = {uid: i for i, uid in reversed(list(enumerate(uids)))}
-    full = set(sorted(first_of_group.values())[:show])
-    for i in range(len(out)):
-        if len(full) < show and i not in full:
-            full.add(i)
-    for i in range(len(out)):
+    ends = out.non_tensor_batch["end_reason"]
+    # A group's members are interchangeable; sort them so the same outcomes always print the same way.
+    order = sorted(
+        range(len(out)), key=lambda i: (group_ids[uids[i]], -float(scores[i]), str(ends[i]), int(masks[i].sum()))
+    )
+    # Print one full transcript per group first (up to --show), then the rest as one-line summaries.
+    first_of_group: dict[Any, int] = {}
+    for i in order:
+        first_of_group.setdefault(uids[i], i)
+    full = list(first_of_group.values())[:show]
+    full += [i for i in order if i not in full][: show - len(full)]
+    for i in order:
         mask = masks[i].bool()
         adv = float(advantages[i][mask][0]) if mask.any() else 0.0
         header = (
             f"--- task {group_ids[uids[i]]}  reward {scores[i]:.0f}  advantage {adv:+.3f}  "
-            f"trained tokens {int(mask.sum())}  end {out.non_tensor_batch['end_reason'][i]}"
+            f"trained tokens {int(mask.sum())}  end {ends[i]}"
         )
         print("\n" + header)
         if i not in full:
@@ -228,6 +270,12 @@ def _print_trajectories(out: Any, advantages: Any, tokenizer: Any, show: int, co
                 color,
             )
         )
+
+
+TRAINED_SPAN_LEGEND = (
+    "[[...]] marks the trained tokens (response_mask 1, green on a terminal); the rest of a transcript "
+    "has mask 0 and gets no gradient."
+)
 
 
 def mark_trained(ids: list[int], mask: list[int], tokenizer: Any, color: bool) -> str:

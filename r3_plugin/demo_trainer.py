@@ -24,6 +24,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from r3_plugin.demo import TRAINED_SPAN_LEGEND, count, mark_trained
+
 #: Shown per step, in this order, when the trainer logged them.
 STEP_COLUMNS = (
     ("r3/first_try_success_rate", "first try"),
@@ -102,7 +104,8 @@ def run_trainer_demo(args: argparse.Namespace) -> int:
     print("r3 demo: R3 through verl's real trainer on CPU")
     print(f"  model    {model}")
     print(
-        f"  data     synthetic countdown, {args.tasks} tasks x {args.group_size} episodes per step, {args.steps} steps"
+        f"  data     synthetic countdown, {count(args.tasks, 'task')} x {count(args.group_size, 'episode')} "
+        f"per step, {count(args.steps, 'step')}"
     )
     print("  command  python -m verl.trainer.main_ppo " + " ".join(command[3:]))
     print(f"  output   {out}  (main_ppo.log, metrics.jsonl, rollout/r3_tokens/step_N.jsonl)")
@@ -160,15 +163,13 @@ def _val(metrics: dict[str, Any], name: str) -> float | None:
 
 
 def show_last_step(run: Any, step: int, tokenizer: Any, show: int, color: bool) -> None:
-    from r3_plugin.demo import mark_trained
-
     rows = run.token_dump(step)
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[row["uid"]].append(row)
     print(
-        f"\nStep {step} as the trainer saw it: {len(rows)} trajectories in {len(groups)} GRPO groups. "
-        "[[...]] marks trained tokens (response_mask 1); the rest has mask 0 and no gradient."
+        f"\nStep {step} as the trainer saw it: {count(len(rows), 'trajectory')} "
+        f"in {count(len(groups), 'GRPO group')}.\n{TRAINED_SPAN_LEGEND}"
     )
     # Groups whose rewards differ first: that is where GRPO's advantage is not zero.
     ordered = sorted(groups.values(), key=lambda g: -len({r["reward"] for r in g}))

@@ -38,6 +38,7 @@ def load() -> None:
     _LOADED = True
     steps = (
         ("CPU platform", "r3_plugin.cpu", "activate"),
+        ("warning filters", "r3_plugin.quiet_warnings", "install"),
         ("tasks", "r3_plugin.verifiers", None),
         ("agent loop", "r3_plugin.agent_loop", None),
         ("config guard", "r3_plugin.guard", "install"),

@@ -19,6 +19,7 @@ The default `r3 demo` (verl's real trainer) is checked on a real run in tests/te
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,18 @@ def test_demo_scripted_policy_shows_credit_on_reflections(tmp_path):
     # with seed 1 the oracle both fixes and fails answers inside one group: non-zero advantages
     advantages = [float(line.split("advantage ")[1].split()[0]) for line in out.splitlines() if "advantage " in line]
     assert any(a > 0 for a in advantages) and any(a < 0 for a in advantages)
+
+
+def test_demo_scripted_policy_is_reproducible_and_explains_its_marker(tmp_path):
+    args = ("--policy", "scripted", "--tasks", "3", "--group-size", "4", "--seed", "3")
+    first = _run_demo(*args, tmp_path=tmp_path)
+    assert _run_demo(*args, tmp_path=tmp_path) == first  # same --seed, same table
+    assert "[[...]] marks the trained tokens" in first
+    assert "1 sessions" not in first and "trajectorys" not in first
+    # the config block's values share one column
+    config = [line for line in first.splitlines() if line.startswith("  ") and "  " in line.strip()][:7]
+    columns = {re.match(r"  \S+\s{2,}", line).end() for line in config}
+    assert len(config) == 7 and len(columns) == 1, config
 
 
 def test_demo_tiny_model_default(tmp_path):

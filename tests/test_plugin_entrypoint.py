@@ -102,3 +102,25 @@ def test_every_package_ships_in_the_wheel():
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     on_disk = {".".join(p.parent.relative_to(root).parts) for p in (root / "r3_plugin").rglob("__init__.py")}
     assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
+
+
+_NOISY_START = """
+import warnings
+import verl, verl.workers.engine
+warnings.warn("Disabled critic as algorithm.adv_estimator != gae. If it is not intended, please set critic.enable=True")
+warnings.warn("a warning r3 must not hide")
+"""
+
+
+@pytest.mark.parametrize("shown", [False, True])
+def test_verl_start_up_noise_is_hidden_unless_asked_for(shown):
+    import os
+
+    env = {**os.environ, "R3_VERL_WARNINGS": "1" if shown else "0"}
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-c", _NOISY_START], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "a warning r3 must not hide" in proc.stderr
+    assert ("engine is not available" in proc.stderr) is shown
+    assert ("Disabled critic" in proc.stderr) is shown

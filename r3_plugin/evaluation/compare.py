@@ -103,8 +103,31 @@ def render_compare(summaries: list[dict], labels: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_compare(summaries: list[dict], labels: list[str], png_path: str) -> None:
-    """Grouped bars (1st, 2nd, 2nd without reflection) per run, with Wilson error bars."""
+def _dataset_name(path: str | None) -> str:
+    """A short name for a data file: ``countdown/test.parquet`` rather than a long absolute path."""
+    if not path:
+        return "unknown data"
+    parent = os.path.basename(os.path.dirname(path))
+    return f"{parent}/{os.path.basename(path)}" if parent else os.path.basename(path)
+
+
+def plot_text(summaries: list[dict], labels: list[str]) -> dict[str, Any]:
+    """What the chart says besides its bars: a title naming the data and n, tick labels with each run's
+    n, and a caption saying what the error bars are (so a PNG shown alone is still read correctly)."""
+    rows = compare_rows(summaries, labels)
+    datasets = sorted({_dataset_name(r["data"]) for r in rows})
+    ns = sorted({r["n"] for r in rows})
+    n_text = f"n={ns[0]}" if len(ns) == 1 else "n=" + "/".join(str(n) for n in ns)
+    return {
+        "title": f"R3 first vs second try: {', '.join(datasets)} ({n_text})",
+        "ticks": [f"{r['label']}\n(n={r['n']})" for r in rows],
+        "caption": "bars: accuracy; error bars: 95% Wilson score intervals; "
+        "'no reflection': plain retry on the same failed attempt",
+    }
+
+
+def plot_compare(summaries: list[dict], labels: list[str], png_path: str) -> str:
+    """Grouped bars (1st, 2nd, 2nd without reflection) per run, with Wilson error bars; returns the path."""
     try:
         import matplotlib
 
@@ -129,14 +152,17 @@ def plot_compare(summaries: list[dict], labels: list[str], png_path: str) -> Non
             errs[1].append(0.0 if v is None else 100 * (hi - v))
         xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(labels))]
         ax.bar(xs, values, width, yerr=errs, capsize=3, label=name)
+    text = plot_text(summaries, labels)
     ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels)
+    ax.set_xticklabels(text["ticks"])
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
-    ax.set_title("R3: first vs second try")
-    fig.tight_layout()
+    ax.set_title(text["title"], fontsize=9)
+    fig.text(0.5, 0.01, text["caption"], ha="center", va="bottom", fontsize=7)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     tmp = f"{png_path}.tmp-{os.getpid()}.png"
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     os.replace(tmp, png_path)
+    return png_path
