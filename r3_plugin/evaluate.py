@@ -24,7 +24,8 @@ also runs a control the paper lacks: on each first-try failure, a plain "try aga
 reflection, on the same failed attempt, so you see how much the reflection itself adds
 (--no-control skips it). Output directory: summary.json (all numbers), episodes.jsonl (every
 episode with its transcript; also the resume journal: rerun the same command after a crash),
-report.md.
+report.md. A row whose verifier raises is bad data: it is named once on stderr, counted in
+metrics.broken_rows (listed under 'broken' in summary.json) and left out of every accuracy.
 
 'compare' puts several runs side by side in the paper's layout and draws a bar chart
 (compare.md, compare.json, compare.png; the chart needs matplotlib).
@@ -44,11 +45,18 @@ import sys
 import time
 from typing import Any
 
-from r3_plugin.backends.factory import add_backend_arguments, import_user_modules, make_backend, sampling_from_args
+from r3_plugin.arg_types import non_negative_int, positive_int
+from r3_plugin.backends.factory import (
+    add_backend_arguments,
+    check_backend_args,
+    import_user_modules,
+    make_backend,
+    sampling_from_args,
+)
 from r3_plugin.dataset_rows import DatasetError, read_task_rows
 from r3_plugin.episode import EpisodeConfig
 from r3_plugin.journal import Journal, JournalMismatch, atomic_write_text
-from r3_plugin.run_common import data_fingerprint, resolve_tasks
+from r3_plugin.run_common import BROKEN_KEY, data_fingerprint, resolve_tasks
 from r3_plugin.tasks import get_task
 
 EPISODES_FILE = "episodes.jsonl"
@@ -66,16 +74,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_p.add_argument("--data", required=True, help="test parquet from 'r3 data' (verl format)")
     run_p.add_argument("--output-dir", required=True, help="where summary.json, episodes.jsonl, report.md go")
     run_p.add_argument("--label", help="name of this run in reports (default: the output directory's name)")
-    run_p.add_argument("--limit", type=int, help="only the first N rows")
+    run_p.add_argument("--limit", type=positive_int, help="only the first N rows")
     run_p.add_argument("--no-control", action="store_true", help="skip the 'retry without reflection' control episodes")
-    run_p.add_argument("--max-reflections", type=int, default=1, help="reflect-retry rounds (paper: 1)")
-    run_p.add_argument("--attempt-max-tokens", type=int, help="token cap of the first attempt (default: --max-tokens)")
-    run_p.add_argument("--reflection-max-tokens", type=int, help="token cap of a reflection (default: --max-tokens)")
-    run_p.add_argument("--retry-max-tokens", type=int, help="token cap of a retry (default: --max-tokens)")
+    run_p.add_argument("--max-reflections", type=non_negative_int, default=1, help="reflect-retry rounds (paper: 1)")
     run_p.add_argument(
-        "--max-episode-tokens", type=int, help="token budget of a whole episode, like training's response length"
+        "--attempt-max-tokens", type=positive_int, help="token cap of the first attempt (default: --max-tokens)"
     )
-    run_p.add_argument("--concurrency", type=int, default=64, help="rows in flight at once (default: %(default)s)")
+    run_p.add_argument(
+        "--reflection-max-tokens", type=positive_int, help="token cap of a reflection (default: --max-tokens)"
+    )
+    run_p.add_argument("--retry-max-tokens", type=positive_int, help="token cap of a retry (default: --max-tokens)")
+    run_p.add_argument(
+        "--max-episode-tokens",
+        type=positive_int,
+        help="token budget of a whole episode, like training's response length",
+    )
+    run_p.add_argument(
+        "--concurrency", type=positive_int, default=64, help="rows in flight at once (default: %(default)s)"
+    )
     run_p.add_argument("--no-transcripts", action="store_true", help="do not store message transcripts")
     run_p.add_argument("--restart", action="store_true", help="discard earlier results in --output-dir")
     run_p.add_argument("--force", action="store_true", help="resume even if earlier results used other parameters")
@@ -143,6 +159,7 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             transcripts=not args.no_transcripts,
         )
+        check_backend_args(args)
     except (DatasetError, ValueError, KeyError) as exc:
         print(f"r3 evaluate: {exc}", file=sys.stderr)
         return 2
@@ -170,14 +187,18 @@ def _run(args: argparse.Namespace) -> int:
     backend_stats: dict[str, Any] | None = None
     with journal:
         if len(done_before) < len(rows):
-            backend = make_backend(args, sampling)
+            try:
+                backend = make_backend(args, sampling)
+            except BaseException:
+                journal.discard_if_empty()  # a failed start must not leave a journal that blocks the rerun
+                raise
 
             async def _main() -> float:
                 from r3_plugin.backends.base import close_backend
 
                 try:
                     return await evaluate_rows(
-                        rows, backend, config, journal, progress=not args.no_progress, tasks=tasks
+                        rows, backend, config, journal, progress=not args.no_progress, tasks=tasks, source=data
                     )
                 finally:
                     await close_backend(backend)
@@ -212,6 +233,11 @@ def _run(args: argparse.Namespace) -> int:
         },
         "metrics": summarize_records(records),
         "by_data_source": summarize_by_data_source(records),
+        "broken": [
+            {"row": r["key"], "index": r["index"], "data_source": r["data_source"], "error": r[BROKEN_KEY]}
+            for r in records
+            if r.get(BROKEN_KEY)
+        ][:100],
         "files": {"episodes": EPISODES_FILE, "report": REPORT_FILE},
     }
     atomic_write_text(os.path.join(out_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
@@ -223,6 +249,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     if m.get("control"):
         line += f", without reflection {100 * m['control']['second_try']['rate']:.1f}%"
+    if m["broken_rows"]:
+        line += f"; {m['broken_rows']} broken rows left out (summary.json: broken)"
     print(line + f" -> {out_dir}", file=sys.stderr)
     return 0
 
@@ -255,8 +283,10 @@ def _compare(args: argparse.Namespace) -> int:
     print(table)
     if not args.no_plot:
         try:
-            plot_compare(summaries, labels, os.path.join(out_dir, "compare.png"))
+            png = plot_compare(summaries, labels, os.path.join(out_dir, "compare.png"))
         except PlotUnavailable as exc:
             print(f"r3 evaluate compare: {exc}", file=sys.stderr)
             return 3
+        print(f"chart (95% Wilson intervals): {png}")
+    print(f"table: {os.path.join(out_dir, 'compare.md')}  numbers: {os.path.join(out_dir, 'compare.json')}")
     return 0

@@ -456,7 +456,16 @@ def guard_validate_config(original: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(original)
     def validate_config(config: Any, *args: Any, **kwargs: Any) -> Any:
-        for message in check_config(config):
+        try:
+            warnings = check_config(config)
+        except R3ConfigError as exc:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            # Hydra would print its "Error executing job" traceback around the message; the message is
+            # the whole story (it names every key), so print it alone and exit 1. SystemExit is not an
+            # Exception: Hydra lets it through untouched.
+            raise SystemExit(str(exc)) from None
+        for message in warnings:
             logger.warning("r3-plugin: %s", message)
         if uses_r3(config):
             for key in expand_user_paths(config):
@@ -468,6 +477,35 @@ def guard_validate_config(original: Callable[..., Any]) -> Callable[..., Any]:
     return validate_config
 
 
+def open_r3_block_to_overrides() -> None:
+    """Let ``r3.max_reflection=2`` (a typo, no ``+``) reach the guard's "unknown key (known: ...)".
+
+    Hydra closes the composed config (struct mode) before it applies command-line overrides, so a key
+    the recipe does not declare is refused with advice to write ``+r3.max_reflection``, which only
+    hides the typo. While overrides are applied the ``r3`` block is left open; the guard then names
+    the unknown key and lists the known ones. Everything outside ``r3`` stays closed. Idempotent.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from omegaconf import DictConfig, OmegaConf
+
+    original = ConfigLoaderImpl._apply_overrides_to_config
+    if getattr(original, "_r3_open", False):
+        return
+
+    def apply_overrides(overrides: list[Any], cfg: Any) -> None:
+        block = cfg._get_node("r3") if isinstance(cfg, DictConfig) and "r3" in cfg else None
+        if not isinstance(block, DictConfig):
+            return original(overrides, cfg)
+        OmegaConf.set_struct(block, False)
+        try:
+            return original(overrides, cfg)
+        finally:
+            block._set_flag("struct", None)  # inherit the root's struct flag again
+
+    apply_overrides._r3_open = True  # type: ignore[attr-defined]
+    ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply_overrides)  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Make recipes resolvable and put the guard in front of verl's config validation. Idempotent."""
     try:
@@ -476,6 +514,10 @@ def install() -> None:
         register_with_hydra()
     except Exception as exc:  # Hydra missing or broken: the stray-recipe check still catches it
         logger.warning("r3-plugin: could not register the Hydra search path plugin: %s", exc)
+    try:
+        open_r3_block_to_overrides()
+    except Exception as exc:  # another Hydra version: r3.* typos then get Hydra's own message
+        logger.warning("r3-plugin: could not open the r3 block to overrides: %s", exc)
 
     import verl.utils.config as verl_config
 

@@ -91,7 +91,9 @@ class Journal:
         if os.path.exists(path) and os.path.exists(journal.meta_path):
             with open(journal.meta_path, encoding="utf-8") as f:
                 old = json.load(f).get("fingerprint", {})
-            if old != journal.fingerprint and not force:
+            journal._load()
+            # An empty journal (a run that failed to start) holds nothing to mix up: never block a rerun.
+            if journal.records and old != journal.fingerprint and not force:
                 diff = sorted(
                     k for k in set(old) | set(journal.fingerprint) if old.get(k) != journal.fingerprint.get(k)
                 )
@@ -100,7 +102,6 @@ class Journal:
                     f"{path} was written by a run with different parameters ({details}). "
                     "Pass --restart to start over, --force to keep its records anyway, or choose another output."
                 )
-            journal._load()
             journal.resumed = bool(journal.records)
         elif os.path.exists(path):
             journal._load()  # a journal without metadata: trust it only with --force
@@ -127,6 +128,19 @@ class Journal:
         if good_bytes < len(data):
             with open(self.path, "r+b") as f:
                 f.truncate(good_bytes)
+
+    def discard_if_empty(self) -> bool:
+        """Close, and delete the journal and its metadata when no record was ever written.
+
+        A run that fails before its first record (a wrong --model, say) then leaves nothing behind.
+        """
+        self.close()
+        if self.records or (os.path.exists(self.path) and os.path.getsize(self.path) > 0):
+            return False
+        for p in (self.path, self.meta_path):
+            if os.path.exists(p):
+                os.remove(p)
+        return True
 
     def done(self, key: Any) -> bool:
         return key in self.records

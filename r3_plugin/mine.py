@@ -23,7 +23,9 @@ Output: a parquet with the input's columns and rows (only the failed queries), w
 extra_info gains r3_failed_attempt (the text the agent loop's offline mode replays),
 r3_failed_category, r3_samples_spent and r3_samples_passed; plus a summary JSON. The run is
 resumable: finished queries go to a journal (<output>.journal.jsonl) as they finish; run the same
-command again after a crash and it skips them.
+command again after a crash and it skips them. A row whose verifier raises is bad data, not a model
+failure: it is named once on stderr (file, row, extra_info.index), counted in the summary's
+broken_rows and never kept as a failure.
 
 Example:
   r3 mine --model Qwen/Qwen2.5-1.5B-Instruct --backend vllm \\
@@ -42,11 +44,18 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from r3_plugin.backends.factory import add_backend_arguments, import_user_modules, make_backend, sampling_from_args
+from r3_plugin.arg_types import positive_int
+from r3_plugin.backends.factory import (
+    add_backend_arguments,
+    check_backend_args,
+    import_user_modules,
+    make_backend,
+    sampling_from_args,
+)
 from r3_plugin.dataset_rows import DatasetError, TaskRow, read_task_rows
 from r3_plugin.episode import EndReason, EpisodeConfig, run_episode
 from r3_plugin.journal import Journal, JournalMismatch, atomic_write_text
-from r3_plugin.run_common import data_fingerprint, drain_pending, episode_seed, resolve_tasks
+from r3_plugin.run_common import BROKEN_KEY, broken_detail, data_fingerprint, drain_pending, episode_seed, resolve_tasks
 
 FAILED_ATTEMPT_KEY = "r3_failed_attempt"
 
@@ -79,10 +88,14 @@ async def mine_query(row: TaskRow, task: Any, backend: Any, config: MineConfig, 
 
     spent = passed = aborted = 0
     failure = None
+    broken = None
     while failure is None and spent < config.samples:
         k = min(config.samples_per_round, config.samples - spent)
         episodes = await asyncio.gather(*(one(spent + j) for j in range(k)))
         spent += k
+        broken = broken_detail(ep.first_result for ep in episodes)
+        if broken is not None:  # the verifier raised: bad data, not a failure of the model
+            break
         for ep in episodes:
             if ep.first_try_passed:
                 passed += 1
@@ -99,6 +112,8 @@ async def mine_query(row: TaskRow, task: Any, backend: Any, config: MineConfig, 
         "samples_passed": passed,
         "samples_aborted": aborted,
     }
+    if broken is not None:
+        record[BROKEN_KEY] = broken
     if failure is not None:
         record.update(
             attempt=failure.first_attempt.text,
@@ -118,8 +133,12 @@ async def mine_rows(
     *,
     progress: bool = True,
     tasks: dict[str, Any] | None = None,
+    source: str = "<rows>",
 ) -> None:
-    """Mine every row the journal has not finished; each result is journaled as soon as it is known."""
+    """Mine every row the journal has not finished; each result is journaled as soon as it is known.
+
+    A row whose verifier raises is journaled as ``broken`` (named once, on stderr), never as a failure.
+    """
     sem = asyncio.Semaphore(config.concurrency)
     counts = {"seen": 0, "failed": 0, "samples": 0}
 
@@ -147,6 +166,7 @@ async def mine_rows(
         progress=progress,
         tasks=tasks,
         on_record=on_record,
+        source=source,
     )
 
 
@@ -187,13 +207,17 @@ def write_failures_parquet(data_path: str, records: dict[int, dict], output: str
 
 
 def summarize(rows: list[TaskRow], records: dict[int, dict], config: MineConfig) -> dict[str, Any]:
-    seen = [records[r.row_index] for r in rows if r.row_index in records]
+    done = [records[r.row_index] for r in rows if r.row_index in records]
+    broken = [r for r in done if r.get(BROKEN_KEY)]
+    seen = [r for r in done if not r.get(BROKEN_KEY)]
     failures = [r for r in seen if r["failed"]]
     spent = sum(r["samples_spent"] for r in seen)
     passed = sum(r["samples_passed"] for r in seen)
     return {
         "queries_total": len(rows),
         "queries_seen": len(seen),
+        "broken_rows": len(broken),
+        "broken": [{"row": r["key"], "index": r["index"], "error": r[BROKEN_KEY]} for r in broken[:100]],
         "failures": len(failures),
         "never_failed": len(seen) - len(failures),
         "failure_rate": len(failures) / len(seen) if seen else 0.0,
@@ -223,17 +247,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary", help="summary JSON (default: <output without .parquet>.summary.json)")
     parser.add_argument("--journal", help="resume journal (default: <output>.journal.jsonl)")
     parser.add_argument(
-        "--samples", type=int, default=64, help="most samples per query (paper: 64) (default: %(default)s)"
+        "--samples", type=positive_int, default=64, help="most samples per query (paper: 64) (default: %(default)s)"
     )
     parser.add_argument(
         "--samples-per-round",
-        type=int,
+        type=positive_int,
         default=8,
         help="samples drawn at once per query before checking for a failure (default: %(default)s)",
     )
-    parser.add_argument("--concurrency", type=int, default=64, help="episodes in flight at once (default: %(default)s)")
-    parser.add_argument("--attempt-max-tokens", type=int, help="token cap of an attempt (default: --max-tokens)")
-    parser.add_argument("--limit", type=int, help="only the first N rows")
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=64, help="episodes in flight at once (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--attempt-max-tokens", type=positive_int, help="token cap of an attempt (default: --max-tokens)"
+    )
+    parser.add_argument("--limit", type=positive_int, help="only the first N rows")
     parser.add_argument("--restart", action="store_true", help="discard an existing journal and start over")
     parser.add_argument(
         "--force", action="store_true", help="resume even if the journal was written with other parameters"
@@ -264,6 +292,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         sampling = sampling_from_args(args)
+        check_backend_args(args)
     except (DatasetError, ValueError) as exc:
         print(f"r3 mine: {exc}", file=sys.stderr)
         return 2
@@ -287,13 +316,19 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with journal:
         if resumed < len(rows):
-            backend = make_backend(args, sampling)
+            try:
+                backend = make_backend(args, sampling)
+            except BaseException:
+                journal.discard_if_empty()  # a failed start must not leave a journal that blocks the rerun
+                raise
 
             async def _main() -> None:
                 from r3_plugin.backends.base import close_backend
 
                 try:
-                    await mine_rows(rows, backend, config, journal, progress=not args.no_progress, tasks=tasks)
+                    await mine_rows(
+                        rows, backend, config, journal, progress=not args.no_progress, tasks=tasks, source=data
+                    )
                 finally:
                     await close_backend(backend)
 
@@ -314,7 +349,9 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
     print(
         f"r3 mine: {summary['queries_seen']} queries, {n} failures kept "
-        f"(failure rate {summary['failure_rate']:.3f}), {summary['samples_spent']} samples -> {output}",
+        f"(failure rate {summary['failure_rate']:.3f}), {summary['samples_spent']} samples"
+        + (f", {summary['broken_rows']} broken rows skipped" if summary["broken_rows"] else "")
+        + f" -> {output}",
         file=sys.stderr,
     )
     return 0

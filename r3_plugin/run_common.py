@@ -17,14 +17,15 @@ and the resumable worker pool that runs every unfinished row."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from r3_plugin.dataset_rows import TaskRow
-from r3_plugin.tasks import Task, get_task
+from r3_plugin.tasks import VERIFIER_ERROR, Task, VerifyResult, get_task
 
 if TYPE_CHECKING:
     from r3_plugin.journal import Journal
@@ -50,6 +51,41 @@ def resolve_tasks(rows: list[TaskRow], path: str) -> dict[str, Task]:
             except KeyError as exc:
                 raise SystemExit(f"{path}, row {row.row_index}: {exc}") from exc
     return tasks
+
+
+#: The record key that marks a broken row: its verifier raised (bad data, not a model failure).
+BROKEN_KEY = "broken"
+
+
+def quiet_verifier(task: Task) -> Task:
+    """The task with a verifier that turns its own exception into a ``verifier_error`` result.
+
+    ``Task.verify`` would log a warning per call, i.e. per sample and without the row; the runs
+    here report a broken row once, naming it (:func:`broken_detail`, :func:`row_label`).
+    """
+    verifier = task.verifier
+
+    def verify(response: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None) -> Any:
+        try:
+            return verifier(response, ground_truth, extra_info)
+        except Exception as exc:
+            return VerifyResult(False, VERIFIER_ERROR, None, f"{type(exc).__name__}: {exc}")
+
+    return dataclasses.replace(task, verifier=verify)
+
+
+def broken_detail(results: Iterable[Any]) -> str | None:
+    """The detail of the first ``verifier_error`` among verifier results (None: the row is fine)."""
+    for result in results:
+        if result is not None and result.category == VERIFIER_ERROR:
+            return result.detail or VERIFIER_ERROR
+    return None
+
+
+def row_label(row: TaskRow, source: str) -> str:
+    """``file, row N (extra_info.index I)``: where a user finds the row."""
+    label = f"{source}, row {row.row_index}"
+    return label if row.index == row.row_index else f"{label} (extra_info.index {row.index})"
 
 
 def progress_bar(total: int, initial: int, desc: str, unit: str, enabled: bool = True) -> Any:
@@ -83,6 +119,7 @@ async def drain_pending(
     progress: bool = True,
     tasks: Mapping[str, Task] | None = None,
     on_record: Callable[[dict[str, Any], float], Mapping[str, Any] | None] | None = None,
+    source: str = "<rows>",
 ) -> float:
     """Run ``handle_row`` on every row the journal has not finished; returns the wall time spent.
 
@@ -90,8 +127,9 @@ async def drain_pending(
     pending rows. Each finished record is appended to the journal before anything else happens,
     so a crash loses only the rows still in flight and a rerun resumes from there.
     ``on_record(record, elapsed_s)`` may return the progress bar's postfix (the caller's own stats).
+    A record marked ``broken`` (the row's verifier raised) is reported once, naming the row of ``source``.
     """
-    tasks = tasks or resolve_tasks(rows, "<rows>")
+    tasks = {name: quiet_verifier(task) for name, task in (tasks or resolve_tasks(rows, source)).items()}
     todo = [r for r in rows if not journal.done(r.row_index)]
     bar = progress_bar(len(rows), len(rows) - len(todo), desc, unit, progress)
     queue: asyncio.Queue = asyncio.Queue()
@@ -107,6 +145,12 @@ async def drain_pending(
                 return
             record = await handle_row(row, tasks[row.data_source])
             journal.append(record)
+            if record.get(BROKEN_KEY):
+                bar.write(
+                    f"warning: {row_label(row, source)}: the verifier for {row.data_source!r} failed "
+                    f"({record[BROKEN_KEY]}); broken row, kept out of the results (counted in broken_rows)",
+                    file=sys.stderr,
+                )
             if on_record is not None:
                 postfix = on_record(record, max(time.perf_counter() - start, 1e-9))
                 if postfix:

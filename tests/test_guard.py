@@ -226,6 +226,25 @@ def test_main_ppo_refuses_bad_configs_before_ray(tmp_path):
         assert "ray init kwargs" not in out, f"{name}: Ray was started before the guard ran"
 
 
+def test_main_ppo_shows_the_guard_message_alone_and_names_r3_typos(tmp_path):
+    """An r3.* typo gets the guard's "unknown key (known: ...)", with or without "+", and no traceback."""
+    runs = {
+        "typo": _main_ppo(["+recipe=r3_countdown", "r3.max_reflection=2"], tmp_path),
+        "plus_typo": _main_ppo(["+recipe=r3_countdown", "+r3.max_reflection=2"], tmp_path),
+        "elsewhere": _main_ppo(["+recipe=r3_countdown", "data.trian_files=x"], tmp_path),
+    }
+    for name, proc in runs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1, f"{name}: rc {proc.returncode}\n{err[-3000:]}"
+        assert "ray init kwargs" not in out, f"{name}: Ray was started before the guard ran"
+        if name == "elsewhere":  # outside the r3 block Hydra's struct check stays
+            assert "data.trian_files" in err
+            continue
+        assert "r3-plugin refused this config (1 problem)" in err, f"{name}:\n{err[-3000:]}"
+        assert "r3.max_reflection: unknown key (known: mode, credit, max_reflections," in err
+        assert "Traceback" not in err and "Error executing job" not in err and "+r3.max_reflection=2" not in err
+
+
 def test_guard_names_match_the_loop_and_trainer():
     """guard.py must stay import-light (it loads during `import verl`), so it keeps its own copies."""
     from r3_plugin import agent_loop, sampler, verl_worker

@@ -229,15 +229,33 @@ def test_docs_table_matches_the_recipes():
     assert table in docs, "docs/recipes.md is stale: paste the output of `r3 config --table`"
 
 
-def test_r3_config_cli_list_and_check(capsys):
+def test_r3_config_cli_list_and_check(capsys, tmp_path):
     from r3_plugin.cli import main
 
     assert main(["config", "--list"]) == 0
     listed = capsys.readouterr().out
     assert "r3_countdown_offline" in listed and "phi3.5-mini" in listed and "1gpu" in listed
-    assert main(["config", "r3_function_calling", "+r3_model=qwen2-7b", "trainer.nnodes=2", "--check"]) == 0
+    data = [tmp_path / "train.parquet", tmp_path / "test.parquet"]
+    for path in data:
+        path.touch()
+    files = [f"data.train_files={data[0]}", f"data.val_files={data[1]}"]
+    assert main(["config", "r3_function_calling", "+r3_model=qwen2-7b", "trainer.nnodes=2", *files, "--check"]) == 0
     out = capsys.readouterr().out
     assert "on 16 GPU(s)" in out and "OK:" in out
     assert main(["config", "r3_countdown", "actor_rollout_ref.rollout.n=1", "--check"]) == 1
     assert "actor_rollout_ref.rollout.n=1" in capsys.readouterr().err
     assert main(["config", "no_such_recipe"]) == 2
+
+
+def test_r3_config_check_names_missing_data_files(capsys, tmp_path):
+    from r3_plugin.cli import main
+
+    train, val = tmp_path / "train.parquet", tmp_path / "no_such" / "test.parquet"
+    train.touch()
+    assert main(["config", "r3_countdown", f"data.train_files={train}", f"data.val_files={val}", "--check"]) == 1
+    captured = capsys.readouterr()
+    assert f"data.val_files: {val} does not exist" in captured.err and "r3 data" in captured.err
+    assert "data.train_files" not in captured.err and "OK:" not in captured.out
+    missing = tmp_path / "nothing.parquet"
+    assert main(["config", "r3_countdown", f"data.train_files=[{missing}]", f"data.val_files={train}", "--check"]) == 1
+    assert f"data.train_files: {missing} does not exist" in capsys.readouterr().err

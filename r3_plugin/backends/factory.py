@@ -16,9 +16,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import sys
+import traceback
+from collections.abc import Iterator
 from typing import Any
 
+from r3_plugin.arg_types import looks_like_path, positive_int
 from r3_plugin.backends.base import SamplingConfig
 
 BACKENDS = ("hf", "vllm", "openai", "scripted")
@@ -50,11 +56,11 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default_temperatur
     g.add_argument("--dtype", default="auto", help="hf/vllm: model dtype, e.g. bfloat16 (default: %(default)s)")
     g.add_argument(
         "--max-batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="largest batch one generate call may take (default: 32 for hf, 1024 for vllm)",
     )
-    g.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model (default: 1)")
+    g.add_argument("--tensor-parallel-size", type=positive_int, default=1, help="vllm: GPUs per model (default: 1)")
     g.add_argument(
         "--gpu-memory-utilization",
         type=float,
@@ -63,7 +69,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default_temperatur
         "share of host RAM it reserves (default there: 0.1)",
     )
     g.add_argument(
-        "--max-model-len", type=int, help="vllm: context length cap (default: the model's; 2048 on a CPU-only machine)"
+        "--max-model-len",
+        type=positive_int,
+        help="vllm: context length cap (default: the model's; 2048 on a CPU-only machine)",
     )
     g.add_argument("--trust-remote-code", action="store_true", help="hf/vllm: allow custom model code")
     g.add_argument(
@@ -73,7 +81,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default_temperatur
         default=[],
         metavar="MODULE",
         help="import MODULE first (repeatable): a module that registers your own task with "
-        "r3_plugin.register_task, or holds a scripted backend's function",
+        "r3_plugin.register_task, or holds a scripted backend's function; ./MODULE.py in the current "
+        "directory is found first, as with python -m",
     )
     s = parser.add_argument_group("sampling")
     s.add_argument(
@@ -87,18 +96,87 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default_temperatur
     s.add_argument("--seed", type=int, default=0, help="base seed; per-episode seeds derive from it (default: 0)")
     s.add_argument(
         "--max-tokens",
-        type=int,
+        type=positive_int,
         default=1024,
         help="default per-turn token cap (attempt, reflection, retry) (default: %(default)s)",
     )
 
 
+@contextlib.contextmanager
+def cwd_on_path() -> Iterator[None]:
+    """Let ``--import my_tasks`` find ``./my_tasks.py``, as ``python -m`` would.
+
+    The ``r3`` console script runs with its own bin directory as ``sys.path[0]``, not the directory
+    the user runs it from, so a module next to the data would otherwise never be found. The
+    directory is on the path only while the user's module is imported, so a stray ``./datasets.py``
+    cannot shadow a library imported later.
+    """
+    cwd = os.getcwd()
+    added = "" not in sys.path and cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def import_user_module(name: str, flag: str) -> Any:
+    """Import a user's module (current directory first); any failure becomes one line naming ``flag``."""
+    try:
+        with cwd_on_path():
+            return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.split(".")[0] == exc.name.split(".")[0]:
+            raise ValueError(
+                f"{flag}: no module named {exc.name!r} in the current directory ({os.getcwd()}) or the installed "
+                "packages; run r3 from the directory holding it, or install it"
+            ) from None
+        raise ValueError(f"{flag}: importing {name} failed: {_where(exc)}ModuleNotFoundError: {exc}") from None
+    except Exception as exc:  # the user's module is broken: say where, in one line
+        raise ValueError(f"{flag}: importing {name} failed: {_where(exc)}{type(exc).__name__}: {exc}") from None
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line: `` of the innermost frame of the user's code that raised (empty when unknown)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}: "
+    return f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+
+
 def import_user_modules(names: list[str]) -> None:
+    """Import every ``--import`` module, or exit with one line saying which failed and why."""
     for name in names:
         try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise SystemExit(f"--import {name}: cannot import it: {exc}") from exc
+            import_user_module(name, f"--import {name}")
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+
+
+#: Backends whose --model is a model id or a local checkpoint directory.
+_MODEL_DIR_BACKENDS = ("hf", "vllm")
+
+
+def check_backend_args(args: argparse.Namespace) -> None:
+    """Catch a wrong --model / --base-url before anything is written (ValueError, one line).
+
+    A path that does not exist would otherwise reach transformers, which reads it as a Hub repo id
+    and fails deep inside with advice about repo ids, after the run's journal was created.
+    """
+    if args.backend in _MODEL_DIR_BACKENDS and looks_like_path(args.model):
+        path = os.path.expanduser(args.model)
+        if not os.path.exists(path):
+            raise ValueError(f"--model {args.model}: no such directory")
+        if not os.path.isdir(path):
+            raise ValueError(f"--model {args.model}: not a directory (a checkpoint is a directory with config.json)")
+    if args.backend == "openai" and not args.base_url:
+        raise ValueError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
+    if args.backend == "scripted":
+        from r3_plugin.backends.scripted import load_script
+
+        load_script(args.model)
 
 
 def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:

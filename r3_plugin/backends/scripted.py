@@ -23,7 +23,6 @@ for (attempt, reflection, retry, or the control's plain retry). On the command l
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -68,10 +67,12 @@ def table_script(table: Mapping[str, Mapping[str, str]], default: str = "") -> S
 
 def load_script(spec: str) -> Script:
     """Import ``package.module:function`` (the CLI's ``--model`` for ``--backend scripted``)."""
+    from r3_plugin.backends.factory import import_user_module
+
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"scripted backend: --model must be 'package.module:function', got {spec!r}")
-    module = importlib.import_module(module_name)
+    module = import_user_module(module_name, f"--model {spec}")
     try:
         fn = getattr(module, attr)
     except AttributeError as exc:

@@ -24,8 +24,11 @@ always give the same rows. Run `r3 data countdown --help` or `r3 data function-c
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
+from r3_plugin.arg_types import non_negative_int, positive_int
 from r3_plugin.data import countdown as cd
 from r3_plugin.data import function_calling as fc
 
@@ -66,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", default=cd.DEFAULT_OUTPUT_DIR, help="where to write (default: %(default)s)")
     p.add_argument(
         "--train-size",
-        type=int,
+        type=positive_int,
         default=None,
         help=(
             "training rows (default: every row not held out; synthetic: "
@@ -75,14 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--test-size",
-        type=int,
+        type=non_negative_int,
         default=cd.DEFAULT_TEST_SIZE,
         help="held-out test rows (default: %(default)s, the paper's)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for generation and the split (default: %(default)s)")
     p.add_argument(
         "--max-rows",
-        type=int,
+        type=positive_int,
         default=None,
         help="read only the first N source rows (synthetic: generate N in total) for a quick subset",
     )
@@ -117,15 +120,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("--output-dir", default=fc.DEFAULT_OUTPUT_DIR, help="where to write (default: %(default)s)")
-    p.add_argument("--train-size", type=int, default=None, help="training rows (default: every row not held out)")
+    p.add_argument(
+        "--train-size", type=positive_int, default=None, help="training rows (default: every row not held out)"
+    )
     p.add_argument(
         "--test-size",
-        type=int,
+        type=non_negative_int,
         default=fc.DEFAULT_TEST_SIZE,
         help="held-out test rows (default: %(default)s, the paper's)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the split (default: %(default)s)")
-    p.add_argument("--max-rows", type=int, default=None, help="read only the first N source rows (quick subsets)")
+    p.add_argument(
+        "--max-rows", type=positive_int, default=None, help="read only the first N source rows (quick subsets)"
+    )
     p.add_argument(
         "--tokenizer",
         default=None,
@@ -175,14 +182,22 @@ def _run_function_calling(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from r3_plugin.data.io import DataBuildError
+    from r3_plugin.data.io import SPLITS, DataBuildError
 
+    split_files = {s: Path(os.path.expanduser(args.output_dir)) / f"{s}.parquet" for s in SPLITS}
+    existed = {s for s, path in split_files.items() if path.is_file()}
     try:
         paths = args._build(args)
     except DataBuildError as exc:
         print(f"r3 data {args.dataset}: error: {exc}", file=sys.stderr)
         return 1
     print(summarize(paths))
+    for split in sorted(existed - set(paths)):
+        if not split_files[split].exists():
+            print(
+                f"removed {split_files[split]}: left from an earlier build, and this run wrote no {split} split "
+                f"(--{split}-size 0); the recipes would have read it as this dataset's {split} data"
+            )
     return 0
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from r3_plugin.data.io import DataBuildError, load_rows, split_indices, where, write_splits
+from r3_plugin.data.io import SPLITS, DataBuildError, load_rows, split_indices, where, write_splits
 from r3_plugin.data.prompts import countdown_messages
 from r3_plugin.verifiers.countdown import countdown_verify
 
@@ -334,7 +334,7 @@ def build_countdown(
         splits[split] = [task_row(tasks[k], split, i, system_prompt) for i, k in enumerate(it)]
     if not splits["test"]:
         del splits["test"]
-    return write_splits(output_dir, splits)
+    return write_splits(output_dir, splits, known_splits=SPLITS)
 
 
 def _disable(progress: bool | None) -> bool | None:

@@ -35,7 +35,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from r3_plugin.data.io import DataBuildError, SourceRow, load_rows, split_indices, where, write_splits
+from r3_plugin.data.io import SPLITS, DataBuildError, SourceRow, load_rows, split_indices, where, write_splits
 from r3_plugin.data.prompts import function_calling_messages
 
 DATA_SOURCE = "function_calling"
@@ -399,7 +399,7 @@ def build_function_calling(
             continue
         it = tqdm(indices, desc=f"building {split}", unit="row", disable=_disable(progress))
         splits[split] = [example_row(examples[k], split, i, in_template, system_prompt) for i, k in enumerate(it)]
-    return write_splits(output_dir, splits)
+    return write_splits(output_dir, splits, known_splits=SPLITS)
 
 
 def openai_tools(extra_info: dict[str, Any]) -> Sequence[dict[str, Any]]:

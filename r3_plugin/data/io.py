@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from r3_plugin.arg_types import looks_like_local_file
+
 LOCAL_SUFFIXES = (".parquet", ".json", ".jsonl")
 
 
@@ -51,11 +53,16 @@ def where(origin: str, row: int) -> str:
 
 
 def is_local_source(source: str) -> bool:
-    """A source is a local file when it is one or looks like a path to a supported file.
+    """A source is a local file when it is one or looks like a path or a file name.
 
-    Directories (a cloned Hub dataset repository, say) go to ``datasets.load_dataset`` like Hub names.
+    A missing ``my_tasks.parqet`` must fail at once naming the file, not spend half a minute retrying
+    the Hub. Directories (a cloned Hub dataset repository, say) go to ``datasets.load_dataset`` like
+    Hub names.
     """
-    return os.path.isfile(os.path.expanduser(source)) or source.lower().endswith(LOCAL_SUFFIXES)
+    path = os.path.expanduser(source)
+    if os.path.isfile(path):
+        return True
+    return not os.path.isdir(path) and looks_like_local_file(source)
 
 
 def load_rows(source: str, *, split: str = "train", max_rows: int | None = None, hf_hint: str = "") -> list[SourceRow]:
@@ -69,7 +76,11 @@ def load_rows(source: str, *, split: str = "train", max_rows: int | None = None,
     if is_local_source(source):
         path = os.path.expanduser(source)
         if not os.path.isfile(path):
-            raise DataBuildError(f"input file not found: {source}")
+            raise DataBuildError(
+                f"--source {source}: input file not found ({os.path.abspath(path)}); a local source must be an "
+                f"existing {'/'.join(LOCAL_SUFFIXES)} file (a Hugging Face dataset is named org/name, without a "
+                "file extension)"
+            )
         rows = list(_iter_local(path, max_rows))
     else:
         name = os.path.expanduser(source) if os.path.isdir(os.path.expanduser(source)) else source
@@ -206,12 +217,22 @@ def split_indices(
     return train, test
 
 
-def write_splits(output_dir: str | os.PathLike, splits: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Path]:
+#: The splits the builders write and the recipes read (``data.train_files`` / ``data.val_files``).
+SPLITS = ("train", "test")
+
+
+def write_splits(
+    output_dir: str | os.PathLike,
+    splits: Mapping[str, Sequence[Mapping[str, Any]]],
+    known_splits: Sequence[str] = (),
+) -> dict[str, Path]:
     """Write ``{split: rows}`` as ``<output_dir>/<split>.parquet``, all or nothing.
 
     Every split is written to a temporary file in ``output_dir`` first; only when all of them are
     complete are they moved into place with ``os.replace`` (atomic on one filesystem). On any error
-    the temporary files are removed and existing outputs are left untouched.
+    the temporary files are removed and existing outputs are left untouched. After a success, a
+    ``known_splits`` file this run did not write (an older ``test.parquet`` after ``--test-size 0``)
+    is removed: the recipes would read it as this dataset's validation set.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -235,6 +256,7 @@ def write_splits(output_dir: str | os.PathLike, splits: Mapping[str, Sequence[Ma
             os.replace(tmp, target)
             final[split] = target
         temps.clear()
+        remove_stale_splits(out, [s for s in known_splits if s not in final])
         return final
     finally:
         for tmp in temps.values():
@@ -242,3 +264,14 @@ def write_splits(output_dir: str | os.PathLike, splits: Mapping[str, Sequence[Ma
                 tmp.unlink()
             except FileNotFoundError:
                 pass
+
+
+def remove_stale_splits(output_dir: Path, splits: Sequence[str]) -> list[Path]:
+    """Delete ``<output_dir>/<split>.parquet`` for each of ``splits``; returns the files removed."""
+    removed = []
+    for split in splits:
+        path = output_dir / f"{split}.parquet"
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -22,7 +22,9 @@ its episodes.jsonl give the same numbers. Definitions (n = evaluated rows):
 - control (retry without reflection): first try passed, or the plain retry passed; the control
   reuses the reflect episode's failed first attempt, so the two second tries are paired;
 - reflection effect: second-try accuracy minus control second-try accuracy;
-- error categories come from the verifier's ``VerifyResult.category``.
+- error categories come from the verifier's ``VerifyResult.category``;
+- a broken row (its verifier raised: bad data, not a model error) is counted in ``broken_rows`` and
+  left out of n and every rate.
 """
 
 from __future__ import annotations
@@ -98,8 +100,10 @@ def _mean(values: list[float]) -> float | None:
 
 
 def summarize_records(records: Iterable[dict]) -> dict[str, Any]:
-    """All metrics of a run from its episode records."""
+    """All metrics of a run from its episode records (broken rows are counted, not scored)."""
     records = list(records)
+    broken = [r for r in records if r.get("broken")]
+    records = [r for r in records if not r.get("broken")]
     n = len(records)
     reflect = [r["reflect"] for r in records]
     first_pass = [ep["first_try_passed"] for ep in reflect]
@@ -110,6 +114,7 @@ def summarize_records(records: Iterable[dict]) -> dict[str, Any]:
 
     metrics: dict[str, Any] = {
         "n": n,
+        "broken_rows": len(broken),
         "first_try": _rate(sum(first_pass), n),
         "second_try": _rate(sum(second_pass), n),
         "gain": (sum(second_pass) - sum(first_pass)) / n if n else 0.0,

@@ -65,6 +65,10 @@ def metrics_section(m: dict[str, Any], heading: str = "##") -> list[str]:
         ]
     if m["within_episode"]["count"] != m["second_try"]["count"]:
         lines.append(f"| solved within the episode (all rounds) | {pct(m['within_episode'])} |")
+    if m.get("broken_rows"):
+        lines.append(
+            f"| broken rows (the verifier raised; not in n) | {m['broken_rows']} (listed in summary.json, 'broken') |"
+        )
     lines += [
         "",
         f"Of {m['first_try_failures']} first-try failures, "

@@ -13,25 +13,29 @@
 # limitations under the License.
 """Run evaluation episodes: the same ``run_episode`` as training, plus the paired control.
 
-For every row the reflect episode runs first (attempt, verify, reflect, retry, verify). When its
-first attempt failed, the control episode "retry without reflection" runs on the *same* failed
-attempt: ``run_episode(..., EpisodeConfig(reflect=False), failed_attempt=first_text)``. Sharing
-the attempt makes the comparison paired: any difference between the two second tries comes from
-the reflection, not from a luckier first attempt.
+For every row the reflect episode runs (attempt, verify, reflect, retry, verify). When its first
+attempt failed, the control episode "retry without reflection" runs on the *same* failed attempt:
+``run_episode(..., EpisodeConfig(reflect=False), failed_attempt=first_text)``. Sharing the attempt
+makes the comparison paired: any difference between the two second tries comes from the reflection,
+not from a luckier first attempt. The control starts as soon as the first attempt exists, so its
+retry is generated alongside the reflection (one fewer round of dependent generate calls per row).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from r3_plugin.backends.base import ChatConversation
 from r3_plugin.dataset_rows import TaskRow
-from r3_plugin.episode import EndReason, EpisodeConfig, run_episode
+from r3_plugin.episode import EndReason, EpisodeConfig, Finish, Generation, TurnKind, run_episode
 from r3_plugin.evaluation.accounting import episode_dict
 from r3_plugin.journal import Journal
-from r3_plugin.run_common import drain_pending, episode_seed
+from r3_plugin.run_common import BROKEN_KEY, broken_detail, drain_pending, episode_seed
 
 
 @dataclass(frozen=True)
@@ -47,16 +51,55 @@ class EvalConfig:
     transcripts: bool = True
 
 
+@dataclass
+class _AnnouncingConversation(ChatConversation):
+    """A chat conversation that calls ``on_first_attempt`` the moment its first attempt exists.
+
+    The call happens before the episode goes on, so a task started there submits its first request
+    in the same event-loop round as the reflection and lands in the same micro-batch.
+    """
+
+    on_first_attempt: Callable[[Generation], None] | None = None
+
+    async def generate(self, kind: TurnKind, max_tokens: int | None) -> Generation:
+        gen = await super().generate(kind, max_tokens)
+        if kind == TurnKind.ATTEMPT and self.on_first_attempt is not None:
+            callback, self.on_first_attempt = self.on_first_attempt, None
+            callback(gen)
+        return gen
+
+
 async def evaluate_row(row: TaskRow, task: Any, backend: Any, config: EvalConfig) -> dict[str, Any]:
     """Evaluate one row; returns its JSON-ready record."""
-    conv = ChatConversation(
+    control_run: asyncio.Future | None = None
+
+    def start_control(first: Generation) -> None:
+        # A passing attempt ends the control at once (run_episode verifies it, generating nothing), so
+        # only an aborted attempt is filtered here; the record keeps the control only for failures.
+        nonlocal control_run
+        if first.finish != Finish.ABORTED:
+            control_run = asyncio.ensure_future(_control_episode(row, task, backend, config, first.text))
+
+    conv = _AnnouncingConversation(
         backend,
         row.prompt,
         tools=row.tools,
         max_episode_tokens=config.max_episode_tokens,
         seed=episode_seed(config.seed, row.row_index, 0, stream=0),
+        on_first_attempt=start_control if config.control else None,
     )
-    episode = await run_episode(task, row.ground_truth, conv, config.episode, extra_info=row.extra_info)
+    reflect = asyncio.ensure_future(
+        run_episode(task, row.ground_truth, conv, config.episode, extra_info=row.extra_info)
+    )
+    try:
+        episode = await reflect
+        control = await control_run if control_run is not None else None
+    finally:
+        for pending in (reflect, control_run):
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
     record: dict[str, Any] = {
         "key": row.row_index,
         "index": row.index,
@@ -66,24 +109,36 @@ async def evaluate_row(row: TaskRow, task: Any, backend: Any, config: EvalConfig
         "reflect": episode_dict(episode, conv.messages if config.transcripts else None),
         "control": None,
     }
-    if config.control and not episode.first_try_passed and episode.end_reason != EndReason.ABORTED:
-        ctrl_conv = ChatConversation(
-            backend,
-            row.prompt,
-            tools=row.tools,
-            max_episode_tokens=config.max_episode_tokens,
-            seed=episode_seed(config.seed, row.row_index, 0, stream=1),
-        )
-        control = await run_episode(
-            task,
-            row.ground_truth,
-            ctrl_conv,
-            dataclasses.replace(config.episode, reflect=False),
-            extra_info=row.extra_info,
-            failed_attempt=episode.first_attempt.text,
-        )
-        record["control"] = episode_dict(control, ctrl_conv.messages if config.transcripts else None)
+    broken = broken_detail([episode.first_result, *(r.result for r in episode.rounds)])
+    if broken is not None:  # the row's verifier raised: bad data, kept out of every accuracy
+        record[BROKEN_KEY] = broken
+        return record
+    if control is not None and not episode.first_try_passed and episode.end_reason != EndReason.ABORTED:
+        control_episode, control_messages = control
+        record["control"] = episode_dict(control_episode, control_messages if config.transcripts else None)
     return record
+
+
+async def _control_episode(
+    row: TaskRow, task: Any, backend: Any, config: EvalConfig, failed_attempt: str
+) -> tuple[Any, list[dict]]:
+    """The "retry without reflection" episode on the reflect episode's own first attempt."""
+    conv = ChatConversation(
+        backend,
+        row.prompt,
+        tools=row.tools,
+        max_episode_tokens=config.max_episode_tokens,
+        seed=episode_seed(config.seed, row.row_index, 0, stream=1),
+    )
+    episode = await run_episode(
+        task,
+        row.ground_truth,
+        conv,
+        dataclasses.replace(config.episode, reflect=False),
+        extra_info=row.extra_info,
+        failed_attempt=failed_attempt,
+    )
+    return episode, conv.messages
 
 
 async def evaluate_rows(
@@ -94,15 +149,22 @@ async def evaluate_rows(
     *,
     progress: bool = True,
     tasks: dict[str, Any] | None = None,
+    source: str = "<rows>",
 ) -> float:
-    """Evaluate every row the journal has not finished; returns the wall time spent."""
+    """Evaluate every row the journal has not finished; returns the wall time spent.
+
+    A row whose verifier raises is journaled as ``broken`` (named once, on stderr) and left out of
+    the accuracies.
+    """
     counts = {"rows": 0, "episodes": 0, "tokens": 0, "first": 0, "second": 0}
 
     def on_record(record: dict[str, Any], elapsed: float) -> dict[str, str]:
-        counts["rows"] += 1
         counts["episodes"] += 1 + (record["control"] is not None)
         counts["tokens"] += record["reflect"]["generated_tokens"]
         counts["tokens"] += record["control"]["generated_tokens"] if record["control"] else 0
+        if record.get(BROKEN_KEY):
+            return {}
+        counts["rows"] += 1
         counts["first"] += record["reflect"]["first_try_passed"]
         counts["second"] += record["reflect"]["second_try_passed"]
         return {
@@ -125,4 +187,5 @@ async def evaluate_rows(
         progress=progress,
         tasks=tasks,
         on_record=on_record,
+        source=source,
     )
