@@ -196,4 +196,4 @@ def test_demo_view_of_a_real_run(runs, tokenizer, capsys):
     assert follow(runs["second"], STEPS) == 0
     show_last_step(runs["second"], STEPS, tokenizer, show=2, color=False)
     out = capsys.readouterr().out
-    assert "first try" in out and "[[" in out and "advantage" in out and "marks trained tokens" in out
+    assert "first try" in out and "[[" in out and "advantage" in out and "[[...]] marks the trained tokens" in out
