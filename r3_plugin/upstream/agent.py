@@ -81,19 +81,23 @@ to reflect well rather than to memorise answers. See ``docs/algo/r3.md``."""
 
 #: (plugin file, old, new): strings in code that name plugin-only tools.
 REPLACEMENTS = (
-    ("r3_plugin/tasks.py", "r3_plugin.register_task(", "register_task("),
-    ("r3_plugin/agent_loop.py", ", shared with the miner and the evaluator.", "."),
-    ("r3_plugin/agent_loop.py", "train on the failures parquet written by `r3 mine`", "train on mined failures"),
+    ("r3_plugin/policy/tasks.py", "r3_plugin.register_task(", "register_task("),
+    ("r3_plugin/integration/agent_loop.py", ", shared with the miner and the evaluator.", "."),
     (
-        "r3_plugin/agent_loop.py",
-        "r3_plugin.verl_worker.R3AgentLoopManager",
+        "r3_plugin/integration/agent_loop.py",
+        "train on the failures parquet written by `r3 mine`",
+        "train on mined failures",
+    ),
+    (
+        "r3_plugin/integration/agent_loop.py",
+        "r3_plugin.integration.verl_worker.R3AgentLoopManager",
         "<a manager setting r3.session.validating>",
     ),
-    ("r3_plugin/agent_loop.py", "The recipe's ``r3:`` block.", "The ``r3:`` block of the trainer config."),
-    ("r3_plugin/episode.py", "e.g. the recipe's ``r3:`` section", "e.g. the trainer config's ``r3:`` section"),
-    ("r3_plugin/episode.py", "e.g. from the failure miner", "e.g. one the model failed before training"),
+    ("r3_plugin/integration/agent_loop.py", "The recipe's ``r3:`` block.", "The ``r3:`` block of the trainer config."),
+    ("r3_plugin/policy/episode.py", "e.g. the recipe's ``r3:`` section", "e.g. the trainer config's ``r3:`` section"),
+    ("r3_plugin/policy/episode.py", "e.g. from the failure miner", "e.g. one the model failed before training"),
     (
-        "r3_plugin/tasks.py",
+        "r3_plugin/policy/tasks.py",
         "# Importing the package registers countdown and function calling.",
         "# Registers countdown.",
     ),
@@ -144,7 +148,7 @@ def _finish(path: str, source: str) -> str:
 
 
 def tasks_module(sources) -> str:
-    where = "r3_plugin/tasks.py"
+    where = "r3_plugin/policy/tasks.py"
     source = _apply_replacements(strip_license(sources.read(where)), where)
     _, nodes = top_level(source, where=where)
     source = drop_nodes(source, [find_node(nodes, n, where=where) for n in VERDICT_NAMES], where=where)
@@ -155,15 +159,15 @@ def tasks_module(sources) -> str:
     return _finish(layout.module_path(f"{PKG}.tasks"), source)
 
 
-def simple_module(sources, name: str) -> str:
-    where = f"r3_plugin/{name}.py"
+def simple_module(sources, name: str, layer: str) -> str:
+    where = f"r3_plugin/{layer}/{name}.py"
     source = _apply_replacements(strip_license(sources.read(where)), where)
     source = replace_docstring(source, DOCSTRINGS[name], where=where)
     return _finish(layout.module_path(f"{PKG}.{name}"), source)
 
 
 def agent_loop_module(sources) -> str:
-    where = "r3_plugin/agent_loop.py"
+    where = "r3_plugin/integration/agent_loop.py"
     source = _apply_replacements(strip_license(sources.read(where)), where)
     rest = docstring_paragraphs(source, where=where)[1:]
     body = "\n\n".join([AGENT_LOOP_LEAD, *rest]).replace("\\", "\\\\")
@@ -217,8 +221,8 @@ def files(sources) -> dict[str, str]:
         layout.AGENT_PKG_INIT_PATH: package_init(),
         layout.module_path(f"{PKG}.tasks"): tasks_module(sources),
         layout.module_path(f"{PKG}.builtin_tasks"): builtin_tasks_module(sources),
-        layout.module_path(f"{PKG}.episode"): simple_module(sources, "episode"),
-        layout.module_path(f"{PKG}.episode_info"): simple_module(sources, "episode_info"),
-        layout.module_path(f"{PKG}.session"): simple_module(sources, "session"),
+        layout.module_path(f"{PKG}.episode"): simple_module(sources, "episode", "policy"),
+        layout.module_path(f"{PKG}.episode_info"): simple_module(sources, "episode_info", "policy"),
+        layout.module_path(f"{PKG}.session"): simple_module(sources, "session", "integration"),
         layout.module_path(f"{PKG}.r3_agent_loop"): agent_loop_module(sources),
     }

@@ -183,8 +183,12 @@ def _yaml_value(value) -> str:
 def config_table(sources) -> str:
     cfg = config.upstream_config(config.load_recipe(sources))
     block = cfg.get("r3") or {}
-    fields = _dataclass_fields(sources.read("r3_plugin/agent_loop.py"), "R3Config", where="r3_plugin/agent_loop.py")
-    fields += _dataclass_fields(sources.read("r3_plugin/episode.py"), "EpisodeConfig", where="r3_plugin/episode.py")
+    fields = _dataclass_fields(
+        sources.read("r3_plugin/integration/agent_loop.py"), "R3Config", where="r3_plugin/integration/agent_loop.py"
+    )
+    fields += _dataclass_fields(
+        sources.read("r3_plugin/policy/episode.py"), "EpisodeConfig", where="r3_plugin/policy/episode.py"
+    )
     rows = []
     for name, default in fields:
         if name == "episode":  # R3Config.episode is the EpisodeConfig read from the same block

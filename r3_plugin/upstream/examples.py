@@ -25,8 +25,8 @@ import json
 from r3_plugin.upstream import config, layout
 from r3_plugin.upstream.transform import literal, top_level, with_header
 
-PROMPTS_SRC = "r3_plugin/data/prompts.py"
-BUILDER_SRC = "r3_plugin/data/countdown.py"
+PROMPTS_SRC = "r3_plugin/tools/data/prompts.py"
+BUILDER_SRC = "r3_plugin/tools/data/countdown.py"
 
 PREPROCESS = '''"""
 Preprocess the Countdown dataset (TinyZero's Countdown-Tasks-3to4) to parquet format for R3.
