@@ -247,7 +247,7 @@ def test_main_ppo_shows_the_guard_message_alone_and_names_r3_typos(tmp_path):
 
 
 def test_guard_names_match_the_loop_and_trainer():
-    """guard.py must stay import-light (it loads during `import verl`), so it keeps its own copies."""
+    """The guard, the loop, the worker and the sampler read one set of names (policy.config, integration.names)."""
     from r3_plugin.integration import agent_loop, sampler, verl_worker
 
     assert guard.ALLOWED_MODES == agent_loop.MODES and guard.ALLOWED_CREDIT == agent_loop.CREDITS

@@ -38,7 +38,6 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
@@ -46,6 +45,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutp
 from verl.utils.profiler import simple_timer
 
 from r3_plugin.integration import session
+from r3_plugin.policy.config import AGENT_NAME, CREDITS, MODES, R3Config
 from r3_plugin.policy.episode import (
     EndReason,
     Episode,
@@ -62,40 +62,9 @@ from r3_plugin.policy.tasks import get_task, to_plain
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "WARN"))
 
-AGENT_NAME = "r3_agent"
-MODES = ("online", "offline")
-CREDITS = ("reflection", "reflection_and_retry")
+__all__ = ["AGENT_NAME", "CREDITS", "FAILED_ATTEMPT_KEY", "MODES", "EpisodeConfig", "R3AgentLoop", "R3Config"]
+
 FAILED_ATTEMPT_KEY = "r3_failed_attempt"
-
-
-@dataclass(frozen=True)
-class R3Config:
-    """The recipe's ``r3:`` block."""
-
-    mode: str = "online"
-    credit: str = "reflection"
-    episode: EpisodeConfig = EpisodeConfig(attempt_max_tokens=None)
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"r3.mode must be one of {MODES}, got {self.mode!r}")
-        if self.credit not in CREDITS:
-            raise ValueError(f"r3.credit must be one of {CREDITS}, got {self.credit!r}")
-
-    @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any] | None) -> R3Config:
-        cfg = dict(cfg or {})
-        return cls(
-            mode=str(cfg.get("mode", "online")),
-            credit=str(cfg.get("credit", "reflection")),
-            episode=EpisodeConfig.from_mapping(cfg),
-        )
-
-    @property
-    def credited_kinds(self) -> frozenset[TurnKind]:
-        if self.credit == "reflection_and_retry":
-            return frozenset({TurnKind.REFLECTION, TurnKind.RETRY})
-        return frozenset({TurnKind.REFLECTION})
 
 
 class VerlConversation:

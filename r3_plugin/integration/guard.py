@@ -30,23 +30,16 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from r3_plugin._moved import new_name
+from r3_plugin.integration.names import AGENT_NAME, MANAGER_CLASS, SAMPLER_NAME, SAMPLER_PATH, TRAINER_MODE
+from r3_plugin.policy.config import block_keys, choices
+
 logger = logging.getLogger("r3_plugin")
 
-ALLOWED_MODES = ("online", "offline")
-ALLOWED_CREDIT = ("reflection", "reflection_and_retry")
-#: Every key of the ``r3:`` block, with the type it must have.
-R3_KEYS: dict[str, tuple[type, ...]] = {
-    "mode": (str,),
-    "credit": (str,),
-    "max_reflections": (int,),
-    "attempt_max_tokens": (int,),
-    "reflection_max_tokens": (int,),
-    "retry_max_tokens": (int,),
-    "reflection_prompt": (str, type(None)),
-    "retry_prompt": (str, type(None)),
-    "min_group_size": (int,),
-    "max_refill_prompts": (int, type(None)),
-}
+ALLOWED_MODES = choices("mode")
+ALLOWED_CREDIT = choices("credit")
+#: Every key of the ``r3:`` block, with the types it may have (from :class:`r3_plugin.policy.config.R3Config`).
+R3_KEYS: dict[str, tuple[type, ...]] = block_keys()
 #: Keys of the ``r3:`` block that earlier releases had, with what replaced them.
 REMOVED_R3_KEYS = {
     "drop_first_try_success": (
@@ -73,12 +66,6 @@ TEMPLATE_OVERHEAD_TOKENS = 128
 R3_GROUPS = ("recipe", "r3_model", "r3_scale")
 #: Required command-line order of R3's groups (later ones override earlier ones).
 GROUP_ORDER = {"recipe": 0, "r3_model": 1, "r3_scale": 2}
-AGENT_NAME = "r3_agent"
-TRAINER_MODE = "sync"
-#: What the recipes wire into verl's own options (the guard refuses a config that loses them).
-MANAGER_CLASS = "r3_plugin.integration.verl_worker.R3AgentLoopManager"
-SAMPLER_PATH = "pkg://r3_plugin.integration.sampler"
-SAMPLER_NAME = "R3ReplayBuffer"
 
 _FIX_SEARCH_PATH = (
     "Hydra did not find R3's recipes, so '+{group}={value}' was stored as a plain string and verl would "
@@ -110,6 +97,14 @@ def _get(config: Any, dotted: str, default: Any = None) -> Any:
         except Exception:  # omegaconf raises on missing keys in some modes
             return default
     return default if node is None else node
+
+
+def _current(name: Any) -> Any:
+    """A module path or FQN from before the layered layout (``r3_plugin.sampler``) at its place now."""
+    if not isinstance(name, str):
+        return name
+    prefix = "pkg://" if name.startswith("pkg://") else ""
+    return prefix + (new_name(name[len(prefix) :]) or name[len(prefix) :])
 
 
 def uses_r3(config: Any) -> bool:
@@ -295,14 +290,14 @@ def _check_trainer(config: Any, errors: list[str]) -> None:
             "the async trainers are not supported yet (trainer.v1.trainer_mode=sync)"
         )
     sampler = _get(config, "trainer.v1.sampler.custom_sampler")
-    if _get(sampler, "path") != SAMPLER_PATH or _get(sampler, "name") != SAMPLER_NAME:
+    if _current(_get(sampler, "path")) != SAMPLER_PATH or _get(sampler, "name") != SAMPLER_NAME:
         errors.append(
             f"trainer.v1.sampler.custom_sampler={{path: {_get(sampler, 'path')}, name: {_get(sampler, 'name')}}}: "
             f"R3 needs path={SAMPLER_PATH} name={SAMPLER_NAME} (its GRPO group rule: without it a group with one "
             "surviving episode trains on its raw reward)"
         )
     manager = _get(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
-    if manager != MANAGER_CLASS:
+    if _current(manager) != MANAGER_CLASS:
         errors.append(
             f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager}: R3 needs {MANAGER_CLASS} "
             "(it passes the validate flag to the loop and records why sessions were dropped)"

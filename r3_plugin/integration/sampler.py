@@ -41,14 +41,15 @@ from typing import Any
 import transfer_queue as tq
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
-from r3_plugin.integration import session
+from r3_plugin.integration import names, session
+from r3_plugin.policy.config import R3Config
 from r3_plugin.policy.episode_info import aggregate_step_metrics
 
 logger = logging.getLogger(__name__)
 
-SAMPLER_PATH = f"pkg://{__name__}"
-SAMPLER_NAME = "R3ReplayBuffer"
-DEFAULT_MIN_GROUP_SIZE = 2
+SAMPLER_PATH = names.SAMPLER_PATH
+SAMPLER_NAME = names.SAMPLER_NAME
+DEFAULT_MIN_GROUP_SIZE = R3Config.min_group_size
 
 
 class R3TrainingDataExhausted(RuntimeError):

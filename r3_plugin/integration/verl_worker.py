@@ -35,11 +35,11 @@ import ray
 import transfer_queue as tq
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 
-from r3_plugin.integration import session
+from r3_plugin.integration import names, session
 
 logger = logging.getLogger(__name__)
 
-MANAGER_CLASS = f"{__name__}.R3AgentLoopManager"
+MANAGER_CLASS = names.MANAGER_CLASS
 
 
 def _unwrap_actor_class(actor_cls: Any) -> type:

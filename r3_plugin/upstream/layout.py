@@ -38,6 +38,7 @@ TEST_UTILS_MODULE = "tests.experimental.agent_loop.r3_test_utils"
 #: Plugin module -> verl module. Used for imports and for module names in docstrings alike.
 MODULE_MAP = {
     "r3_plugin.policy.tasks": f"{AGENT_PKG}.tasks",
+    "r3_plugin.policy.config": f"{AGENT_PKG}.config",
     "r3_plugin.policy.episode": f"{AGENT_PKG}.episode",
     "r3_plugin.policy.episode_info": f"{AGENT_PKG}.episode_info",
     "r3_plugin.integration.session": f"{AGENT_PKG}.session",

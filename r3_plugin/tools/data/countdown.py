@@ -33,13 +33,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from r3_plugin.policy.config import AGENT_NAME
 from r3_plugin.policy.verifiers.countdown import countdown_verify
 from r3_plugin.tools.data.io import SPLITS, DataBuildError, load_rows, split_indices, where, write_splits
 from r3_plugin.tools.data.prompts import countdown_messages
 
 DATA_SOURCE = "countdown"
 ABILITY = "math"
-AGENT_NAME = "r3_agent"
 HF_DATASET = "Jiayi-Pan/Countdown-Tasks-3to4"
 SYNTHETIC = "synthetic"
 DEFAULT_OUTPUT_DIR = "~/data/r3/countdown"

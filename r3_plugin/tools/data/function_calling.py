@@ -35,12 +35,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from r3_plugin.policy.config import AGENT_NAME
 from r3_plugin.tools.data.io import SPLITS, DataBuildError, SourceRow, load_rows, split_indices, where, write_splits
 from r3_plugin.tools.data.prompts import function_calling_messages
 
 DATA_SOURCE = "function_calling"
 ABILITY = "function_calling"
-AGENT_NAME = "r3_agent"
 HF_DATASET = "Salesforce/xlam-function-calling-60k"
 DEFAULT_OUTPUT_DIR = "~/data/r3/function_calling"
 DEFAULT_TEST_SIZE = 12_000  # the paper's APIGen test set
