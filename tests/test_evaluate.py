@@ -134,7 +134,7 @@ async def test_no_control(tmp_path, echo_task):
 def _script_module(tmp_path, monkeypatch, calls_file):
     (tmp_path / "eval_script.py").write_text(
         "import json\n"
-        "from r3_plugin.tools.backends.scripted import table_script\n"
+        "from r3_plugin.backends.scripted import table_script\n"
         f"TABLE = {json.dumps(TABLE)}\n"
         "_inner = table_script(TABLE)\n"
         "def script(messages):\n"
@@ -262,7 +262,7 @@ def test_countdown_scripted_with_real_verifier(tmp_path, monkeypatch):
             table[prompt[-1]["content"]] = {"attempt": "<answer> 1 + 1 </answer>", "reflection": "use the numbers",
                                             "retry": good, "plain_retry": "no tags"}  # fmt: skip
     (tmp_path / "cd_script.py").write_text(
-        f"from r3_plugin.tools.backends.scripted import table_script\nscript = table_script({json.dumps(table)})\n"
+        f"from r3_plugin.backends.scripted import table_script\nscript = table_script({json.dumps(table)})\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "run"

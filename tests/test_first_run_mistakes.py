@@ -44,7 +44,7 @@ def verify(response: str, ground_truth, extra_info=None) -> VerifyResult:
 """
 
 MY_POLICY = """\
-from r3_plugin.tools.backends.scripted import infer_turn
+from r3_plugin.backends.scripted import infer_turn
 
 
 def answer(messages):
@@ -114,7 +114,7 @@ def echo_task():
 @pytest.fixture()
 def echo_script(tmp_path, monkeypatch):
     (tmp_path / "echo_script.py").write_text(
-        "from r3_plugin.tools.backends.scripted import first_user_text\n"
+        "from r3_plugin.backends.scripted import first_user_text\n"
         "def script(messages):\n"
         "    return 'it is ' + first_user_text(messages).split()[-1] if '1' in first_user_text(messages) else 'no'\n"
     )

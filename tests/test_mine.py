@@ -184,7 +184,7 @@ def test_mine_function_calling_xlam_fixture(tmp_path, monkeypatch, placement):
     module = tmp_path / "fc_script.py"
     module.write_text(
         "import json, re\n"
-        "from r3_plugin.tools.backends.scripted import first_user_text\n"
+        "from r3_plugin.backends.scripted import first_user_text\n"
         "def script(messages):\n"
         "    city = re.search(r'weather in (\\w+)', first_user_text(messages)).group(1)\n"
         "    wrong = city in ('Paris', 'Lima')\n"
