@@ -15,6 +15,7 @@
 
 ``build_countdown(...)`` and ``build_function_calling(...)`` write ``train.parquet`` and
 ``test.parquet`` under ``~/data/r3/<task>/`` by default (the paths the recipes use) and return them.
+``write_task_data(data_source, records, output_dir)`` does the same for a task of your own.
 """
 
 from r3_plugin.tools.data.countdown import DEFAULT_OUTPUT_DIR as COUNTDOWN_OUTPUT_DIR
@@ -22,11 +23,14 @@ from r3_plugin.tools.data.countdown import build_countdown
 from r3_plugin.tools.data.function_calling import DEFAULT_OUTPUT_DIR as FUNCTION_CALLING_OUTPUT_DIR
 from r3_plugin.tools.data.function_calling import build_function_calling
 from r3_plugin.tools.data.io import DataBuildError
+from r3_plugin.tools.data.own_task import task_row, write_task_data
 
 __all__ = [
     "COUNTDOWN_OUTPUT_DIR",
     "FUNCTION_CALLING_OUTPUT_DIR",
     "DataBuildError",
     "build_countdown",
+    "task_row",
+    "write_task_data",
     "build_function_calling",
 ]
