@@ -37,10 +37,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from r3_plugin.local_rollout import compose_config, load_batch, local_overrides, make_worker, rollout
-from r3_plugin.local_server import ScriptedTokenServer
-from r3_plugin.tasks import VerifyResult, register_task
-from r3_plugin.tiny_model import build_tiny_model
+from r3_plugin.local.local_rollout import compose_config, load_batch, local_overrides, make_worker, rollout
+from r3_plugin.local.local_server import ScriptedTokenServer
+from r3_plugin.local.tiny_model import build_tiny_model
+from r3_plugin.policy.tasks import VerifyResult, register_task
 
 QUESTION = "Make 10 from 3 and 7 and answer inside <answer> </answer>."
 ATTEMPT = "<think> try multiplying the numbers first </think> <answer> 3 * 7 </answer>"
@@ -88,7 +88,7 @@ async def _time(worker, batch, repeats: int) -> list[float]:
         start = time.process_time()
         out = await rollout(worker, batch, n=1)
         times.append(time.process_time() - start)
-        from r3_plugin import agent_loop
+        from r3_plugin.integration import agent_loop
 
         assert out is not None and len(out) == len(batch["index"]), dict(agent_loop._dropped_since_emit)
     return times

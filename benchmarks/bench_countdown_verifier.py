@@ -16,7 +16,7 @@
 Scores the same synthetic countdown responses (seeded; a realistic mix of correct answers, wrong
 values, wrong numbers, malformed and missing answers, plus adversarial and loophole cases) with
 
-* ``r3_plugin.verifiers.countdown.countdown_verify`` (hand-written parser, exact arithmetic), and
+* ``r3_plugin.policy.verifiers.countdown.countdown_verify`` (hand-written parser, exact arithmetic), and
 * ``tinyzero_score`` below, a reimplementation of TinyZero's ``countdown.compute_score`` rule
   (last ``<answer>``; numbers via ``re.findall(r"\\d+")`` sorted equality; character filter
   ``^[\\d+\\-*/().\\s]+$``; ``eval`` with ``__builtins__`` None; ``abs(value - target) < 1e-5``),
@@ -42,7 +42,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-from r3_plugin.verifiers.countdown import (
+from r3_plugin.policy.verifiers.countdown import (
     ANSWER_TOO_LONG,
     MALFORMED_EXPRESSION,
     WRONG_TARGET,

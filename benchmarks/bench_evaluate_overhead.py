@@ -50,12 +50,12 @@ def bench_harness_only(n_rows: int, workdir: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from r3_plugin.backends.scripted import ScriptedBackend, infer_turn
-    from r3_plugin.dataset_rows import read_task_rows
-    from r3_plugin.evaluation.accounting import summarize_records
-    from r3_plugin.evaluation.runner import EvalConfig, evaluate_rows
-    from r3_plugin.journal import Journal
-    from r3_plugin.tasks import VerifyResult, register_task
+    from r3_plugin.policy.tasks import VerifyResult, register_task
+    from r3_plugin.tools.backends.scripted import ScriptedBackend, infer_turn
+    from r3_plugin.tools.dataset_rows import read_task_rows
+    from r3_plugin.tools.evaluation.accounting import summarize_records
+    from r3_plugin.tools.evaluation.runner import EvalConfig, evaluate_rows
+    from r3_plugin.tools.journal import Journal
 
     register_task(
         "bench_echo",
@@ -96,13 +96,13 @@ def bench_harness_only(n_rows: int, workdir: Path) -> dict:
 
 
 def bench_tiny_model(n_rows: int, max_tokens: int, workdir: Path) -> dict:
-    from r3_plugin.backends.base import SamplingConfig
-    from r3_plugin.backends.hf import HFBackend
-    from r3_plugin.data.countdown import build_countdown
-    from r3_plugin.dataset_rows import read_task_rows
-    from r3_plugin.evaluation.runner import EvalConfig, evaluate_rows
-    from r3_plugin.journal import Journal
-    from r3_plugin.tiny_model import ensure_tiny_model
+    from r3_plugin.local.tiny_model import ensure_tiny_model
+    from r3_plugin.tools.backends.base import SamplingConfig
+    from r3_plugin.tools.backends.hf import HFBackend
+    from r3_plugin.tools.data.countdown import build_countdown
+    from r3_plugin.tools.dataset_rows import read_task_rows
+    from r3_plugin.tools.evaluation.runner import EvalConfig, evaluate_rows
+    from r3_plugin.tools.journal import Journal
 
     model = ensure_tiny_model()
     paths = build_countdown(workdir / "cd", max_rows=n_rows + 1, test_size=n_rows, seed=0, progress=False)

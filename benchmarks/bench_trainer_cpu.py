@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from r3_plugin.cpu.trainer_run import TrainerRun, main_ppo_command, run_env
-    from r3_plugin.data.countdown import build_countdown
-    from r3_plugin.demo_trainer import embedded_model
+    from r3_plugin.local.trainer_run import TrainerRun, main_ppo_command, run_env
+    from r3_plugin.tools.data.countdown import build_countdown
+    from r3_plugin.tools.demo_trainer import embedded_model
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-trainer-"))
     model = args.model or str(embedded_model())

@@ -61,11 +61,11 @@ async def _timed_runs(
     backend: Any, rows: list, prompts: list, args: argparse.Namespace, tmp: str, result: dict
 ) -> None:
     """raw_mine, mine, raw_eval, evaluate, in one event loop (the backend's batcher lives in it)."""
-    from r3_plugin.backends.base import close_backend
-    from r3_plugin.episode import EpisodeConfig
-    from r3_plugin.evaluation.runner import EvalConfig, evaluate_rows
-    from r3_plugin.journal import Journal
-    from r3_plugin.mine import MineConfig, mine_rows
+    from r3_plugin.policy.episode import EpisodeConfig
+    from r3_plugin.tools.backends.base import close_backend
+    from r3_plugin.tools.evaluation.runner import EvalConfig, evaluate_rows
+    from r3_plugin.tools.journal import Journal
+    from r3_plugin.tools.mine import MineConfig, mine_rows
 
     cap = args.max_tokens
     try:
@@ -107,22 +107,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.gpu_memory_utilization is None:
         args.gpu_memory_utilization = 0.1 if on_cpu else 0.5
     if args.model is None:
-        from r3_plugin.demo_trainer import embedded_model
+        from r3_plugin.tools.demo_trainer import embedded_model
 
         args.model = str(embedded_model())
     if args.data is None:
-        from r3_plugin.data.countdown import build_countdown
+        from r3_plugin.tools.data.countdown import build_countdown
 
         built = build_countdown(
             tempfile.mkdtemp(prefix="bench-vllm-"), train_size=args.rows, test_size=0, progress=False
         )
         args.data = str(built["train"])
 
-    from r3_plugin.backends.base import SamplingConfig
-    from r3_plugin.backends.factory import cpu_engine_kwargs
-    from r3_plugin.backends.hf import render_prompt_ids
-    from r3_plugin.backends.vllm_offline import VLLMBackend
-    from r3_plugin.dataset_rows import read_task_rows
+    from r3_plugin.tools.backends.base import SamplingConfig
+    from r3_plugin.tools.backends.factory import cpu_engine_kwargs
+    from r3_plugin.tools.backends.hf import render_prompt_ids
+    from r3_plugin.tools.backends.vllm_offline import VLLMBackend
+    from r3_plugin.tools.dataset_rows import read_task_rows
 
     rows = read_task_rows(args.data, limit=args.rows)
     cap = args.max_tokens

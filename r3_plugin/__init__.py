@@ -21,7 +21,11 @@ Public API for bringing your own task::
     def verify_my_task(response, ground_truth, extra_info=None) -> VerifyResult: ...
 """
 
-from r3_plugin.tasks import (
+from r3_plugin import _moved
+
+_moved.install()
+
+from r3_plugin.policy.tasks import (  # noqa: E402
     Task,
     UnknownTaskError,
     VerifyResult,
@@ -45,3 +49,12 @@ __all__ = [
     "verify",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """``r3_plugin.tasks`` and the other modules that moved stay reachable as attributes."""
+    if f"r3_plugin.{name}" in _moved.MOVED:
+        import importlib
+
+        return importlib.import_module(f"r3_plugin.{name}")
+    raise AttributeError(f"module 'r3_plugin' has no attribute {name!r}")

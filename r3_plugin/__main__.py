@@ -13,7 +13,7 @@
 # limitations under the License.
 """``python -m r3_plugin`` is the ``r3`` command."""
 
-from r3_plugin.cli import main
+from r3_plugin.tools.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -23,7 +23,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """Directory with a tiny random Qwen2 model + ChatML tokenizer (no network)."""
-    from r3_plugin.tiny_model import build_tiny_model
+    from r3_plugin.local.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
 

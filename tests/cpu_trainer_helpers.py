@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from r3_plugin.cpu.trainer_run import TrainerRun, main_ppo_command, run_env
+from r3_plugin.local.trainer_run import TrainerRun, main_ppo_command, run_env
 
 TOY_PKG = Path(__file__).parent / "toy_task_pkg"
 TOY_SOURCE = "r3_toy_parity"

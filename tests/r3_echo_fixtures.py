@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from r3_plugin.tasks import NO_ANSWER, VerifyResult, register_task, unregister_task
+from r3_plugin.policy.tasks import NO_ANSWER, VerifyResult, register_task, unregister_task
 
 ECHO = "echo_test"
 

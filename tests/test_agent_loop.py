@@ -22,9 +22,16 @@ import pandas as pd
 import pytest
 import torch
 
-from r3_plugin.local_rollout import compose_config, grpo_advantages, load_batch, local_overrides, make_worker, rollout
-from r3_plugin.local_server import HFTokenServer, ScriptedTokenServer, session_script, turn_script
-from r3_plugin.tasks import VerifyResult, register_task, unregister_task
+from r3_plugin.local.local_rollout import (
+    compose_config,
+    grpo_advantages,
+    load_batch,
+    local_overrides,
+    make_worker,
+    rollout,
+)
+from r3_plugin.local.local_server import HFTokenServer, ScriptedTokenServer, session_script, turn_script
+from r3_plugin.policy.tasks import VerifyResult, register_task, unregister_task
 
 TOY = "r3_toy_arith"
 QUESTION = "Make 10 from the numbers 3 and 7. Answer inside <answer> </answer>."
@@ -422,8 +429,8 @@ def test_validation_flag_comes_from_the_worker_not_from_sampling():
     """A per-sample greedy training row (verl's ``__do_sample__=False``) samples like validation but trains."""
     from types import SimpleNamespace
 
-    from r3_plugin import session
-    from r3_plugin.agent_loop import R3AgentLoop
+    from r3_plugin.integration import session
+    from r3_plugin.integration.agent_loop import R3AgentLoop
 
     val = SimpleNamespace(temperature=0, top_p=1.0, top_k=-1)
     loop = SimpleNamespace(rollout_config=SimpleNamespace(val_kwargs=val, temperature=1.0, top_p=1.0, top_k=-1))

@@ -23,10 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from r3_plugin.backends.base import ChatConversation, MicroBatcher, SamplingConfig, cut_at_eos
-from r3_plugin.backends.scripted import ScriptedBackend, infer_turn, table_script
-from r3_plugin.episode import Conversation, Finish, Generation, TurnKind
-from r3_plugin.tasks import PLAIN_RETRY_PROMPT
+from r3_plugin.policy.episode import Conversation, Finish, Generation, TurnKind
+from r3_plugin.policy.tasks import PLAIN_RETRY_PROMPT
+from r3_plugin.tools.backends.base import ChatConversation, MicroBatcher, SamplingConfig, cut_at_eos
+from r3_plugin.tools.backends.scripted import ScriptedBackend, infer_turn, table_script
 
 # ------------------------------------------------------------------------------------------ base pieces
 
@@ -144,7 +144,7 @@ async def test_scripted_backend_accepts_generation_objects():
 
 @pytest.fixture(scope="module")
 def hf_backend(tiny_model_dir):
-    from r3_plugin.backends.hf import HFBackend
+    from r3_plugin.tools.backends.hf import HFBackend
 
     return HFBackend(str(tiny_model_dir), SamplingConfig(temperature=0, max_tokens=8), device="cpu", max_batch_size=8)
 
@@ -235,7 +235,7 @@ def chat_server():
 
 
 async def test_openai_backend_round_trip(chat_server):
-    from r3_plugin.backends.openai_http import OpenAIBackend
+    from r3_plugin.tools.backends.openai_http import OpenAIBackend
 
     backend = OpenAIBackend(chat_server, "tiny", SamplingConfig(temperature=0.5, seed=3, max_tokens=16), api_key="k")
     tools = [{"name": "f", "parameters": {"type": "object"}}]
@@ -257,7 +257,7 @@ async def test_openai_backend_round_trip(chat_server):
 
 
 async def test_openai_backend_retries_server_errors(chat_server, monkeypatch):
-    from r3_plugin.backends import openai_http
+    from r3_plugin.tools.backends import openai_http
 
     async def no_sleep(_):
         return None
@@ -279,8 +279,8 @@ async def test_openai_backend_retries_server_errors(chat_server, monkeypatch):
 def test_vllm_backend_says_how_to_install(monkeypatch):
     import sys
 
-    from r3_plugin.backends.base import BackendUnavailable
-    from r3_plugin.backends.vllm_offline import VLLMBackend
+    from r3_plugin.tools.backends.base import BackendUnavailable
+    from r3_plugin.tools.backends.vllm_offline import VLLMBackend
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError, even where it is installed
     with pytest.raises(BackendUnavailable, match=r"pip install 'r3-plugin\[vllm\]'"):

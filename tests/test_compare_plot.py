@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 
-from r3_plugin.cli import main
-from r3_plugin.evaluation.compare import plot_text
+from r3_plugin.tools.cli import main
+from r3_plugin.tools.evaluation.compare import plot_text
 
 
 def _summary(label: str, n: int, first: int, second: int, control: int) -> dict:

@@ -22,8 +22,10 @@ import os
 import pytest
 import torch
 
-from r3_plugin import cpu, guard, show_config
+from r3_plugin import cpu
 from r3_plugin.cpu import workarounds
+from r3_plugin.integration import guard
+from r3_plugin.tools import show_config
 
 
 def test_platform_is_verls_platform_here():

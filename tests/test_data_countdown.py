@@ -23,15 +23,15 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from r3_plugin.cli import main as r3_main
-from r3_plugin.data.countdown import (
+from r3_plugin.policy.tasks import verify
+from r3_plugin.tools.cli import main as r3_main
+from r3_plugin.tools.data.countdown import (
     build_countdown,
     check_solution,
     generate_tasks,
     solve,
 )
-from r3_plugin.data.io import DataBuildError, write_splits
-from r3_plugin.tasks import verify
+from r3_plugin.tools.data.io import DataBuildError, write_splits
 
 
 def _read(paths: dict) -> dict[str, pd.DataFrame]:

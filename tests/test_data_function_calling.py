@@ -23,15 +23,15 @@ import random
 import pandas as pd
 import pytest
 
-from r3_plugin.cli import main as r3_main
-from r3_plugin.data.function_calling import (
+from r3_plugin.policy.tasks import verify
+from r3_plugin.tools.cli import main as r3_main
+from r3_plugin.tools.data.function_calling import (
     build_function_calling,
     chat_template_renders_tools,
     openai_tools,
     xlam_type_to_schema,
 )
-from r3_plugin.data.io import DataBuildError
-from r3_plugin.tasks import verify
+from r3_plugin.tools.data.io import DataBuildError
 
 WEATHER = {
     "name": "get_weather",
@@ -117,7 +117,7 @@ def _read(paths: dict) -> dict[str, pd.DataFrame]:
 
 def _no_tools_tokenizer_dir(tmp_path):
     """A tokenizer whose chat template ignores ``tools`` (like many base and older chat models)."""
-    from r3_plugin.tiny_model import build_tiny_tokenizer
+    from r3_plugin.local.tiny_model import build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
     tok.chat_template = (

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import pytest
 
-from r3_plugin.agent_loop import R3Config
-from r3_plugin.episode import EndReason, EpisodeConfig, Finish, Generation, TurnKind, run_episode
-from r3_plugin.episode_info import aggregate_step_metrics
-from r3_plugin.tasks import Task, VerifyResult, get_task, register_task, unregister_task
+from r3_plugin.integration.agent_loop import R3Config
+from r3_plugin.policy.episode import EndReason, EpisodeConfig, Finish, Generation, TurnKind, run_episode
+from r3_plugin.policy.episode_info import aggregate_step_metrics
+from r3_plugin.policy.tasks import Task, VerifyResult, get_task, register_task, unregister_task
 
 
 class ScriptedChat:

@@ -22,14 +22,7 @@ import pandas as pd
 import pytest
 from r3_echo_fixtures import ECHO, echo_rows, register_echo, unregister_echo, write_parquet
 
-from r3_plugin.backends.scripted import ScriptedBackend, table_script
-from r3_plugin.cli import main
-from r3_plugin.dataset_rows import read_task_rows
-from r3_plugin.evaluation.accounting import summarize_records
-from r3_plugin.evaluation.runner import EvalConfig, evaluate_rows
-from r3_plugin.evaluation.stats import mcnemar_exact_p, wilson_interval
-from r3_plugin.journal import Journal
-from r3_plugin.tasks import (
+from r3_plugin.policy.tasks import (
     GENERIC_REFLECTION_PROMPT,
     GENERIC_RETRY_PROMPT,
     PLAIN_RETRY_PROMPT,
@@ -37,6 +30,13 @@ from r3_plugin.tasks import (
     register_task,
     unregister_task,
 )
+from r3_plugin.tools.backends.scripted import ScriptedBackend, table_script
+from r3_plugin.tools.cli import main
+from r3_plugin.tools.dataset_rows import read_task_rows
+from r3_plugin.tools.evaluation.accounting import summarize_records
+from r3_plugin.tools.evaluation.runner import EvalConfig, evaluate_rows
+from r3_plugin.tools.evaluation.stats import mcnemar_exact_p, wilson_interval
+from r3_plugin.tools.journal import Journal
 
 # Five rows covering every branch; "say 00i" has ground truth "00i".
 #   0: first try passes
@@ -249,7 +249,7 @@ def test_compare_without_matplotlib_says_what_to_install(tmp_path, monkeypatch, 
 
 def test_countdown_scripted_with_real_verifier(tmp_path, monkeypatch):
     """Real countdown verifier: correct equations pass, wrong ones get the verifier's categories."""
-    from r3_plugin.data.countdown import build_countdown
+    from r3_plugin.tools.data.countdown import build_countdown
 
     paths = build_countdown(tmp_path / "cd", max_rows=10, test_size=6, seed=1, progress=False)
     test = pd.read_parquet(paths["test"])
@@ -279,7 +279,7 @@ def test_countdown_scripted_with_real_verifier(tmp_path, monkeypatch):
 
 
 def test_tiny_model_end_to_end(tmp_path, tiny_model_dir):
-    from r3_plugin.data.countdown import build_countdown
+    from r3_plugin.tools.data.countdown import build_countdown
 
     paths = build_countdown(tmp_path / "cd", max_rows=8, test_size=3, seed=0, progress=False)
     out = tmp_path / "tiny"

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 
-from r3_plugin.backends.base import MicroBatcher
-from r3_plugin.backends.scripted import ScriptedBackend, infer_turn
-from r3_plugin.dataset_rows import TaskRow
-from r3_plugin.episode import Finish, Generation
-from r3_plugin.evaluation.runner import EvalConfig, evaluate_row
-from r3_plugin.tasks import get_task
+from r3_plugin.policy.episode import Finish, Generation
+from r3_plugin.policy.tasks import get_task
+from r3_plugin.tools.backends.base import MicroBatcher
+from r3_plugin.tools.backends.scripted import ScriptedBackend, infer_turn
+from r3_plugin.tools.dataset_rows import TaskRow
+from r3_plugin.tools.evaluation.runner import EvalConfig, evaluate_row
 
 GOOD = "<answer> 3 + 4 </answer>"
 BAD = "<answer> 3 * 4 </answer>"

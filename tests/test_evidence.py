@@ -25,8 +25,8 @@ import pandas as pd
 import pytest
 
 from r3_plugin.evidence import corpus as ec
-from r3_plugin.tasks import get_task
-from r3_plugin.verifiers.countdown import WRONG_NUMBERS, WRONG_TARGET, countdown_verify, evaluate_expression
+from r3_plugin.policy.tasks import get_task
+from r3_plugin.policy.verifiers.countdown import WRONG_NUMBERS, WRONG_TARGET, countdown_verify, evaluate_expression
 
 _NUM = re.compile(r"\d+")
 
@@ -235,7 +235,7 @@ def test_steps_think_format_keeps_the_verifier_labels(splits):
 
 
 def test_canonical_solution_prefers_the_given_order_and_whole_steps(splits):
-    from r3_plugin.data.countdown import check_solution
+    from r3_plugin.tools.data.countdown import check_solution
 
     assert ec.canonical_solution((3, 4, 5), 12) == "3 + 4 + 5"
     assert ec.canonical_solution((3, 4, 5), 35) == "(3 + 4) * 5"
@@ -313,9 +313,9 @@ def test_tiny_sft_lowers_the_loss_and_saves_a_loadable_qwen2(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from r3_plugin.backends.hf import render_prompt_ids
-    from r3_plugin.data.prompts import countdown_messages
     from r3_plugin.evidence import sft
+    from r3_plugin.tools.backends.hf import render_prompt_ids
+    from r3_plugin.tools.data.prompts import countdown_messages
 
     out = tmp_path / "run"
     args = [

@@ -26,9 +26,9 @@ import pandas as pd
 import pytest
 from r3_echo_fixtures import ECHO, echo_rows, register_echo, unregister_echo, write_parquet
 
-from r3_plugin.cli import main
-from r3_plugin.journal import Journal
-from r3_plugin.tasks import VerifyResult
+from r3_plugin.policy.tasks import VerifyResult
+from r3_plugin.tools.cli import main
+from r3_plugin.tools.journal import Journal
 
 R3 = str(Path(sys.executable).parent / "r3")
 
@@ -137,8 +137,8 @@ def test_wrong_model_path_is_named_before_anything_is_written(tmp_path, capsys, 
 
 
 def test_a_failed_start_leaves_no_journal_that_blocks_the_rerun(tmp_path, monkeypatch, echo_task, echo_script):
-    import r3_plugin.evaluate as evaluate
-    import r3_plugin.mine as mine
+    import r3_plugin.tools.evaluate as evaluate
+    import r3_plugin.tools.mine as mine
 
     def cannot_load(args, sampling=None):
         raise OSError(f"cannot load {args.model}")
@@ -197,7 +197,7 @@ def _fragile_verify(response, ground_truth, extra_info=None):
 
 @pytest.fixture()
 def fragile_rows(tmp_path):
-    from r3_plugin.tasks import register_task, unregister_task
+    from r3_plugin.policy.tasks import register_task, unregister_task
 
     register_task("fragile", _fragile_verify, replace_existing=True)
     rows = echo_rows(4)

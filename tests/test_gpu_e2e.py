@@ -45,9 +45,9 @@ import prepare_data  # noqa: E402
 import r3_toy_task  # noqa: E402
 import report  # noqa: E402
 
-from r3_plugin import show_config  # noqa: E402
-from r3_plugin.tasks import get_task  # noqa: E402
-from r3_plugin.token_dump import turn_markers  # noqa: E402
+from r3_plugin.integration.token_dump import turn_markers  # noqa: E402
+from r3_plugin.policy.tasks import get_task  # noqa: E402
+from r3_plugin.tools import show_config  # noqa: E402
 
 MODEL = "/tmp/tiny-qwen"
 DATA = "/tmp/e2e-data"
@@ -105,7 +105,7 @@ def test_r3_stage_only_overrides_model_data_sizes_gpus():
 
 
 def test_toy_task_registered_and_data(tmp_path):
-    from r3_plugin.data.countdown import build_countdown
+    from r3_plugin.tools.data.countdown import build_countdown
 
     task = get_task(r3_toy_task.DATA_SOURCE)
     assert task.reflection_prompt == get_task("countdown").reflection_prompt
@@ -130,8 +130,7 @@ def toy_rollout(tiny_model_dir, tmp_path_factory):
 
     from transformers import AutoTokenizer
 
-    from r3_plugin.data.countdown import build_countdown
-    from r3_plugin.local_rollout import (
+    from r3_plugin.local.local_rollout import (
         compose_config,
         grpo_advantages,
         load_batch,
@@ -139,7 +138,8 @@ def toy_rollout(tiny_model_dir, tmp_path_factory):
         make_worker,
         rollout,
     )
-    from r3_plugin.local_server import ScriptedTokenServer, session_script
+    from r3_plugin.local.local_server import ScriptedTokenServer, session_script
+    from r3_plugin.tools.data.countdown import build_countdown
 
     tmp = tmp_path_factory.mktemp("toy")
     paths = build_countdown(tmp / "countdown", train_size=2, test_size=1, seed=0, progress=False)
@@ -168,7 +168,7 @@ def toy_rollout(tiny_model_dir, tmp_path_factory):
 
 
 def _write_dump(folder: Path, records: list[dict], meta: dict) -> Path:
-    """``step_1.jsonl`` in the format r3_plugin.token_dump writes (a meta line, then one line per row)."""
+    """``step_1.jsonl`` in the format r3_plugin.integration.token_dump writes (a meta line, then one line per row)."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"meta": meta})] + [json.dumps(r) for r in records]
     (folder / "step_1.jsonl").write_text("\n".join(lines) + "\n")

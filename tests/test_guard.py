@@ -24,8 +24,9 @@ import sys
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from r3_plugin import guard, show_config
-from r3_plugin.guard import R3ConfigError, check_config
+from r3_plugin.integration import guard
+from r3_plugin.integration.guard import R3ConfigError, check_config
+from r3_plugin.tools import show_config
 
 
 @functools.cache
@@ -145,9 +146,9 @@ def test_removed_and_replaced_settings_say_what_replaced_them():
 
 def test_r3_needs_its_sampler_worker_and_a_sequence_reward_estimator():
     msg = refused(cfg(**{"trainer.v1.sampler.custom_sampler.path": None}))
-    assert "trainer.v1.sampler.custom_sampler" in msg and "pkg://r3_plugin.sampler" in msg
+    assert "trainer.v1.sampler.custom_sampler" in msg and "pkg://r3_plugin.integration.sampler" in msg
     msg = refused(cfg(**{"actor_rollout_ref.rollout.agent.agent_loop_manager_class": None}))
-    assert "r3_plugin.verl_worker.R3AgentLoopManager" in msg
+    assert "r3_plugin.integration.verl_worker.R3AgentLoopManager" in msg
     assert "data.gen_batch_size=32" in refused(cfg(**{"data.gen_batch_size": 32}))
     for estimator in ("gae", "reinforce_plus_plus", "remax"):
         msg = refused(cfg(**{"algorithm.adv_estimator": estimator}))
@@ -246,8 +247,8 @@ def test_main_ppo_shows_the_guard_message_alone_and_names_r3_typos(tmp_path):
 
 
 def test_guard_names_match_the_loop_and_trainer():
-    """guard.py must stay import-light (it loads during `import verl`), so it keeps its own copies."""
-    from r3_plugin import agent_loop, sampler, verl_worker
+    """The guard, the loop, the worker and the sampler read one set of names (policy.config, integration.names)."""
+    from r3_plugin.integration import agent_loop, sampler, verl_worker
 
     assert guard.ALLOWED_MODES == agent_loop.MODES and guard.ALLOWED_CREDIT == agent_loop.CREDITS
     assert guard.AGENT_NAME == agent_loop.AGENT_NAME

@@ -29,11 +29,11 @@ import pyarrow.parquet as pq
 import pytest
 from r3_echo_fixtures import ECHO, echo_rows, register_echo, unregister_echo, write_parquet
 
-from r3_plugin.backends.scripted import ScriptedBackend, first_user_text
-from r3_plugin.cli import main
-from r3_plugin.dataset_rows import DatasetError, read_task_rows
-from r3_plugin.journal import Journal, JournalMismatch
-from r3_plugin.mine import MineConfig, mine_rows, write_failures_parquet
+from r3_plugin.tools.backends.scripted import ScriptedBackend, first_user_text
+from r3_plugin.tools.cli import main
+from r3_plugin.tools.dataset_rows import DatasetError, read_task_rows
+from r3_plugin.tools.journal import Journal, JournalMismatch
+from r3_plugin.tools.mine import MineConfig, mine_rows, write_failures_parquet
 
 
 @pytest.fixture()
@@ -121,7 +121,7 @@ def test_dataset_errors_name_file_and_row(tmp_path):
 
 def test_mine_cli_countdown_tiny_model(tmp_path, tiny_model_dir):
     """Synthetic countdown data, the transformers backend and the real countdown verifier, end to end."""
-    from r3_plugin.data.countdown import build_countdown
+    from r3_plugin.tools.data.countdown import build_countdown
 
     paths = build_countdown(tmp_path / "countdown", max_rows=8, test_size=4, seed=0, progress=False)
     out = tmp_path / "countdown" / "failures.parquet"
@@ -166,11 +166,11 @@ def _write_xlam(path: Path) -> Path:
 @pytest.mark.parametrize("placement", ["system-prompt", "chat-template"])
 def test_mine_function_calling_xlam_fixture(tmp_path, monkeypatch, placement):
     """A local xlam-format file through the function-calling builder and verifier."""
-    from r3_plugin.tasks import registered_tasks
+    from r3_plugin.policy.tasks import registered_tasks
 
     if "function_calling" not in registered_tasks():
         pytest.skip("the function_calling verifier is not registered yet")
-    from r3_plugin.data.function_calling import build_function_calling
+    from r3_plugin.tools.data.function_calling import build_function_calling
 
     src = _write_xlam(tmp_path / "xlam.json")
     paths = build_function_calling(
@@ -212,7 +212,7 @@ def test_mine_function_calling_xlam_fixture(tmp_path, monkeypatch, placement):
 
 _SLOW_SCRIPT = r"""
 import os, time
-from r3_plugin.tasks import VerifyResult, register_task
+from r3_plugin.policy.tasks import VerifyResult, register_task
 
 def _verify(response, ground_truth, extra_info=None):
     return VerifyResult(str(ground_truth) in response, "correct" if str(ground_truth) in response else "wrong")

@@ -31,8 +31,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from r3_plugin.patches import run as patches_run
 from r3_plugin.upstream import layout
+from r3_plugin.upstream.patches import run as patches_run
 from r3_plugin.upstream.series import check_series, generate_series, write_series
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,7 +202,7 @@ def test_generated_python_passes_verls_ruff_settings(patched_verl, tmp_path):
 @pytest.mark.slow
 def test_example_preprocessing_writes_the_plugin_builders_rows(patched_verl, tmp_path):
     pytest.importorskip("datasets")
-    from r3_plugin.data.countdown import CountdownTask, task_row
+    from r3_plugin.tools.data.countdown import CountdownTask, task_row
 
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -21,9 +21,9 @@ import io
 
 import pandas as pd
 
-from r3_plugin.cli import main
-from r3_plugin.local_rollout import compose_config, load_batch, local_overrides, make_worker, rollout
-from r3_plugin.local_server import ScriptedTokenServer, turn_script
+from r3_plugin.local.local_rollout import compose_config, load_batch, local_overrides, make_worker, rollout
+from r3_plugin.local.local_server import ScriptedTokenServer, turn_script
+from r3_plugin.tools.cli import main
 
 REFLECTION = "I must use every number exactly once."
 

@@ -29,7 +29,7 @@ import pytest
 from cpu_trainer_helpers import TOY_SOURCE, build_toy_data, finish, toy_env, trainer_run
 from transformers import AutoTokenizer
 
-from r3_plugin.tasks import get_task
+from r3_plugin.policy.tasks import get_task
 
 pytestmark = pytest.mark.slow
 

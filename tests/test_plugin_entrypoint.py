@@ -48,7 +48,7 @@ def test_entry_point_is_declared_and_loads():
     eps = [ep for ep in entry_points(group="verl.plugins") if ep.name == "r3"]
     assert len(eps) == 1 and eps[0].value == "r3_plugin.plugin"
     module = eps[0].load()
-    assert module.__name__ == "r3_plugin.plugin"
+    assert module.__name__ == "r3_plugin.integration.plugin"
 
 
 def test_fresh_process_registers_everything(tmp_path):

@@ -15,7 +15,7 @@
 
 The subprocess tests run ``python -m verl.trainer.main_ppo --cfg job`` from an empty directory, as a
 user would after ``pip install``; the bulk of the combinations use Hydra's compose API in-process on
-the same config directory and search path (``r3_plugin.show_config.compose``), which is 10x faster.
+the same config directory and search path (``r3_plugin.tools.show_config.compose``), which is 10x faster.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from r3_plugin import show_config
-from r3_plugin.sizing import SizingError, batch_plan, memory_estimate
+from r3_plugin.tools import show_config
+from r3_plugin.tools.sizing import SizingError, batch_plan, memory_estimate
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_RECIPES = ("r3_countdown", "r3_function_calling", "r3_countdown_offline")
@@ -141,8 +141,8 @@ def test_main_ppo_resolves_recipe_from_install(main_ppo_outputs, recipe):
     assert cfg["reward"]["custom_reward_function"] == {"path": "pkg://r3_plugin.reward", "name": "compute_score"}
     assert cfg["trainer"]["v1"]["trainer_mode"] == "sync"  # verl's own sync trainer
     sampler = cfg["trainer"]["v1"]["sampler"]
-    assert sampler["custom_sampler"] == {"path": "pkg://r3_plugin.sampler", "name": "R3ReplayBuffer"}
-    assert arr["rollout"]["agent"]["agent_loop_manager_class"] == "r3_plugin.verl_worker.R3AgentLoopManager"
+    assert sampler["custom_sampler"] == {"path": "pkg://r3_plugin.integration.sampler", "name": "R3ReplayBuffer"}
+    assert arr["rollout"]["agent"]["agent_loop_manager_class"] == "r3_plugin.integration.verl_worker.R3AgentLoopManager"
     assert cfg["data"]["gen_batch_size"] == 1
     assert cfg["trainer"]["project_name"] == "r3"
     assert cfg["trainer"]["save_freq"] > 0
@@ -230,7 +230,7 @@ def test_docs_table_matches_the_recipes():
 
 
 def test_r3_config_cli_list_and_check(capsys, tmp_path):
-    from r3_plugin.cli import main
+    from r3_plugin.tools.cli import main
 
     assert main(["config", "--list"]) == 0
     listed = capsys.readouterr().out
@@ -248,7 +248,7 @@ def test_r3_config_cli_list_and_check(capsys, tmp_path):
 
 
 def test_r3_config_check_names_missing_data_files(capsys, tmp_path):
-    from r3_plugin.cli import main
+    from r3_plugin.tools.cli import main
 
     train, val = tmp_path / "train.parquet", tmp_path / "no_such" / "test.parquet"
     train.touch()

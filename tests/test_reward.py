@@ -22,8 +22,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from r3_plugin.reward import compute_score
-from r3_plugin.tasks import CORRECT, NO_ANSWER, VERIFIER_ERROR, UnknownTaskError
+from r3_plugin.integration.reward import compute_score
+from r3_plugin.policy.tasks import CORRECT, NO_ANSWER, VERIFIER_ERROR, UnknownTaskError
 
 COUNTDOWN_GT = {"target": 24, "numbers": [2, 3, 4]}
 CALL = {"name": "get_weather", "arguments": {"city": "Paris"}}

@@ -68,7 +68,7 @@ def put_group(tq, rewards: list[float], dropped: list[str], status: str = "finis
 
 
 def buffer(refill, **kwargs):
-    from r3_plugin.sampler import R3ReplayBuffer
+    from r3_plugin.integration.sampler import R3ReplayBuffer
 
     return R3ReplayBuffer(
         trainer_mode="sync",
@@ -137,7 +137,7 @@ def test_after_the_refill_budget_a_step_trains_on_the_groups_it_has(tq):
 
 
 def test_a_step_with_nothing_to_train_stops_with_a_diagnosis(tq):
-    from r3_plugin.sampler import R3TrainingDataExhausted
+    from r3_plugin.integration.sampler import R3TrainingDataExhausted
 
     def refill(count):
         for _ in range(count):

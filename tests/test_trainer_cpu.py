@@ -29,8 +29,8 @@ import pytest
 from cpu_trainer_helpers import TOY_SOURCE, build_toy_data, finish, trainer_run
 from transformers import AutoTokenizer
 
-from r3_plugin.cpu.trainer_run import read_metrics
-from r3_plugin.tasks import get_task
+from r3_plugin.local.trainer_run import read_metrics
+from r3_plugin.policy.tasks import get_task
 
 pytestmark = pytest.mark.slow
 
@@ -191,7 +191,7 @@ def test_reflection_and_retry_credit_trains_both_spans(runs, tokenizer):
 
 def test_demo_view_of_a_real_run(runs, tokenizer, capsys):
     """What ``r3 demo`` prints, on this run's own files: per-step R3 metrics, transcripts, legend."""
-    from r3_plugin.demo_trainer import follow, show_last_step
+    from r3_plugin.tools.demo_trainer import follow, show_last_step
 
     assert follow(runs["second"], STEPS) == 0
     show_last_step(runs["second"], STEPS, tokenizer, show=2, color=False)

@@ -27,8 +27,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from r3_plugin.tasks import CORRECT, NO_ANSWER, VERIFIER_ERROR, get_task
-from r3_plugin.verifiers.countdown import (
+from r3_plugin.policy.tasks import CORRECT, NO_ANSWER, VERIFIER_ERROR, get_task
+from r3_plugin.policy.verifiers.countdown import (
     ANSWER_TOO_LONG,
     DIVISION_BY_ZERO,
     MALFORMED_EXPRESSION,

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from r3_plugin.tasks import CORRECT, NO_ANSWER, VERIFIER_ERROR, get_task
-from r3_plugin.verifiers.function_calling import (
+from r3_plugin.policy.tasks import CORRECT, NO_ANSWER, VERIFIER_ERROR, get_task
+from r3_plugin.policy.verifiers.function_calling import (
     ANSWER_TOO_LONG,
     AST_CATEGORIES,
     MAX_RESPONSE_CHARS,

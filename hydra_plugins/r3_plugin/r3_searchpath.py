@@ -82,7 +82,7 @@ def register_with_hydra() -> bool:
 
     Hydra finds plugins by walking the ``hydra_plugins`` namespace package with ``pkgutil``, which
     cannot see into setuptools' *editable* installs (their namespace path is an import-hook
-    placeholder). ``r3_plugin.guard.install()`` calls this from the ``verl.plugins`` entry point, which
+    placeholder). ``r3_plugin.integration.guard.install()`` calls this from the ``verl.plugins`` entry point, which
     runs during ``import verl``, before ``main_ppo`` composes its config, so ``+recipe=...`` resolves
     with editable and regular installs alike. Registering twice is avoided by class name.
     """

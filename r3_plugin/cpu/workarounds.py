@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable
 from types import ModuleType
 
-from r3_plugin.import_hooks import after_import
+from r3_plugin.cpu.import_hooks import after_import
 
 #: vLLM-CPU reserves this much RAM (GiB) for its KV cache; its default (4) is too much next to
 #: FSDP, Ray and the reference model on a 2-core, 24 GiB machine.

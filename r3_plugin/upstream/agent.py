@@ -63,6 +63,11 @@ loop knows why it drops a session (``run`` returns ``[]``) but cannot say so in 
 Each session runs in its own asyncio task, so two context variables carry both facts across the
 ``run`` call: a worker sets :data:`validating` before ``run`` and may read :data:`drop_reason` after it.
 """''',
+    "config": '''"""The ``r3:`` block of the trainer config, defined once: every key, its type and default.
+
+The agent loop reads the block with :meth:`R3Config.from_mapping`; the episode's knobs are
+:attr:`R3Config.episode`. :data:`AGENT_NAME` is the name the loop is registered under.
+"""''',
     "episode_info": '''"""Per-episode records (verl's ``reward_extra_info``) and the step metrics aggregated from them.
 
 The agent loop attaches :func:`episode_record` to every trajectory; verl logs its numeric keys under
@@ -81,19 +86,36 @@ to reflect well rather than to memorise answers. See ``docs/algo/r3.md``."""
 
 #: (plugin file, old, new): strings in code that name plugin-only tools.
 REPLACEMENTS = (
-    ("r3_plugin/tasks.py", "r3_plugin.register_task(", "register_task("),
-    ("r3_plugin/agent_loop.py", ", shared with the miner and the evaluator.", "."),
-    ("r3_plugin/agent_loop.py", "train on the failures parquet written by `r3 mine`", "train on mined failures"),
+    ("r3_plugin/policy/tasks.py", "r3_plugin.register_task(", "register_task("),
+    ("r3_plugin/integration/agent_loop.py", ", shared with the miner and the evaluator.", "."),
     (
-        "r3_plugin/agent_loop.py",
-        "r3_plugin.verl_worker.R3AgentLoopManager",
+        "r3_plugin/integration/agent_loop.py",
+        "train on the failures parquet written by `r3 mine`",
+        "train on mined failures",
+    ),
+    (
+        "r3_plugin/integration/agent_loop.py",
+        "r3_plugin.integration.verl_worker.R3AgentLoopManager",
         "<a manager setting r3.session.validating>",
     ),
-    ("r3_plugin/agent_loop.py", "The recipe's ``r3:`` block.", "The ``r3:`` block of the trainer config."),
-    ("r3_plugin/episode.py", "e.g. the recipe's ``r3:`` section", "e.g. the trainer config's ``r3:`` section"),
-    ("r3_plugin/episode.py", "e.g. from the failure miner", "e.g. one the model failed before training"),
+    ("r3_plugin/policy/config.py", "The recipe's ``r3:`` block.", "The ``r3:`` block of the trainer config."),
     (
-        "r3_plugin/tasks.py",
+        "r3_plugin/policy/config.py",
+        "reflect on a stored failed one (``r3 mine``).",
+        "reflect on a stored failed one.",
+    ),
+    ("r3_plugin/policy/config.py", "configure the loop and the replay buffer)", "configure the loop)"),
+    (
+        "r3_plugin/policy/config.py",
+        "    #: GRPO group rule of R3's replay buffer (trainer.v1.sampler.sampler_kwargs).\n"
+        "    min_group_size: int = _key(2, int)\n"
+        "    max_refill_prompts: int | None = _key(None, int, type(None))\n",
+        "",
+    ),
+    ("r3_plugin/policy/episode.py", "e.g. the recipe's ``r3:`` section", "e.g. the trainer config's ``r3:`` section"),
+    ("r3_plugin/policy/episode.py", "e.g. from the failure miner", "e.g. one the model failed before training"),
+    (
+        "r3_plugin/policy/tasks.py",
         "# Importing the package registers countdown and function calling.",
         "# Registers countdown.",
     ),
@@ -144,7 +166,7 @@ def _finish(path: str, source: str) -> str:
 
 
 def tasks_module(sources) -> str:
-    where = "r3_plugin/tasks.py"
+    where = "r3_plugin/policy/tasks.py"
     source = _apply_replacements(strip_license(sources.read(where)), where)
     _, nodes = top_level(source, where=where)
     source = drop_nodes(source, [find_node(nodes, n, where=where) for n in VERDICT_NAMES], where=where)
@@ -155,15 +177,15 @@ def tasks_module(sources) -> str:
     return _finish(layout.module_path(f"{PKG}.tasks"), source)
 
 
-def simple_module(sources, name: str) -> str:
-    where = f"r3_plugin/{name}.py"
+def simple_module(sources, name: str, layer: str) -> str:
+    where = f"r3_plugin/{layer}/{name}.py"
     source = _apply_replacements(strip_license(sources.read(where)), where)
     source = replace_docstring(source, DOCSTRINGS[name], where=where)
     return _finish(layout.module_path(f"{PKG}.{name}"), source)
 
 
 def agent_loop_module(sources) -> str:
-    where = "r3_plugin/agent_loop.py"
+    where = "r3_plugin/integration/agent_loop.py"
     source = _apply_replacements(strip_license(sources.read(where)), where)
     rest = docstring_paragraphs(source, where=where)[1:]
     body = "\n\n".join([AGENT_LOOP_LEAD, *rest]).replace("\\", "\\\\")
@@ -217,8 +239,9 @@ def files(sources) -> dict[str, str]:
         layout.AGENT_PKG_INIT_PATH: package_init(),
         layout.module_path(f"{PKG}.tasks"): tasks_module(sources),
         layout.module_path(f"{PKG}.builtin_tasks"): builtin_tasks_module(sources),
-        layout.module_path(f"{PKG}.episode"): simple_module(sources, "episode"),
-        layout.module_path(f"{PKG}.episode_info"): simple_module(sources, "episode_info"),
-        layout.module_path(f"{PKG}.session"): simple_module(sources, "session"),
+        layout.module_path(f"{PKG}.config"): simple_module(sources, "config", "policy"),
+        layout.module_path(f"{PKG}.episode"): simple_module(sources, "episode", "policy"),
+        layout.module_path(f"{PKG}.episode_info"): simple_module(sources, "episode_info", "policy"),
+        layout.module_path(f"{PKG}.session"): simple_module(sources, "session", "integration"),
         layout.module_path(f"{PKG}.r3_agent_loop"): agent_loop_module(sources),
     }

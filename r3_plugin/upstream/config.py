@@ -78,7 +78,7 @@ def upstream_config(recipe: dict[str, Any]) -> dict[str, Any]:
     trainer = cfg.get("trainer", {})
     if isinstance(trainer.get("v1"), dict):
         trainer["v1"].pop("trainer_mode", None)  # verl's default is sync
-        trainer["v1"].pop("sampler", None)  # the plugin's replay buffer (pkg://r3_plugin.sampler)
+        trainer["v1"].pop("sampler", None)  # the plugin's replay buffer (pkg://r3_plugin.integration.sampler)
         if not trainer["v1"]:
             trainer.pop("v1")
     reward = cfg.get("reward", {})

@@ -162,6 +162,9 @@ verl logs per data source during validation.
 """
 
 
+CONFIG_SRC = "r3_plugin/policy/config.py"
+
+
 def _dataclass_fields(source: str, cls: str, *, where: str) -> list[tuple[str, str]]:
     _, nodes = top_level(source, where=where)
     node = find_node(nodes, cls, where=where).stmt
@@ -183,12 +186,13 @@ def _yaml_value(value) -> str:
 def config_table(sources) -> str:
     cfg = config.upstream_config(config.load_recipe(sources))
     block = cfg.get("r3") or {}
-    fields = _dataclass_fields(sources.read("r3_plugin/agent_loop.py"), "R3Config", where="r3_plugin/agent_loop.py")
-    fields += _dataclass_fields(sources.read("r3_plugin/episode.py"), "EpisodeConfig", where="r3_plugin/episode.py")
+    fields = [
+        (name, default)
+        for name, default in _dataclass_fields(sources.read(CONFIG_SRC), "R3Config", where=CONFIG_SRC)
+        if name not in config.SAMPLER_ONLY_R3_KEYS
+    ]
     rows = []
     for name, default in fields:
-        if name == "episode":  # R3Config.episode is the EpisodeConfig read from the same block
-            continue
         if name not in FIELD_DOCS:
             raise TransformError(f"r3.{name} has no description; add it to FIELD_DOCS in {__name__}")
         if name in block:
@@ -196,12 +200,12 @@ def config_table(sources) -> str:
         else:
             try:
                 shown = _yaml_value(ast.literal_eval(default))
-            except ValueError:
+            except (ValueError, SyntaxError):
                 shown = f"`{default}`"
         rows.append(f"| `r3.{name}` | {shown} | {FIELD_DOCS[name]} |")
     unknown = sorted(set(block) - {name for name, _ in fields})
     if unknown:
-        raise TransformError(f"{config.RECIPE_SRC}: r3 keys {unknown} are not fields of R3Config/EpisodeConfig")
+        raise TransformError(f"{config.RECIPE_SRC}: r3 keys {unknown} are not fields of R3Config")
     return "\n".join(rows)
 
 

@@ -25,8 +25,9 @@ import json
 from r3_plugin.upstream import config, layout
 from r3_plugin.upstream.transform import literal, top_level, with_header
 
-PROMPTS_SRC = "r3_plugin/data/prompts.py"
-BUILDER_SRC = "r3_plugin/data/countdown.py"
+PROMPTS_SRC = "r3_plugin/tools/data/prompts.py"
+BUILDER_SRC = "r3_plugin/tools/data/countdown.py"
+CONFIG_SRC = "r3_plugin/policy/config.py"
 
 PREPROCESS = '''"""
 Preprocess the Countdown dataset (TinyZero's Countdown-Tasks-3to4) to parquet format for R3.
@@ -115,10 +116,12 @@ def preprocess_script(sources) -> str:
     _, prompt_nodes = top_level(sources.read(PROMPTS_SRC), where=PROMPTS_SRC)
     _, builder_nodes = top_level(sources.read(BUILDER_SRC), where=BUILDER_SRC)
     template = literal(prompt_nodes, "COUNTDOWN_USER_TEMPLATE", where=PROMPTS_SRC)
+    _, config_nodes = top_level(sources.read(CONFIG_SRC), where=CONFIG_SRC)
     values = {
         name.lower(): literal(builder_nodes, name, where=BUILDER_SRC)
-        for name in ("DATA_SOURCE", "ABILITY", "AGENT_NAME", "HF_DATASET", "DEFAULT_TEST_SIZE")
+        for name in ("DATA_SOURCE", "ABILITY", "HF_DATASET", "DEFAULT_TEST_SIZE")
     }
+    values["agent_name"] = literal(config_nodes, "AGENT_NAME", where=CONFIG_SRC)
     values = {k: json.dumps(v) if isinstance(v, str) else v for k, v in values.items()}
     body = PREPROCESS.format(
         template=_wrap_string(template),

@@ -37,16 +37,17 @@ TEST_UTILS_MODULE = "tests.experimental.agent_loop.r3_test_utils"
 
 #: Plugin module -> verl module. Used for imports and for module names in docstrings alike.
 MODULE_MAP = {
-    "r3_plugin.tasks": f"{AGENT_PKG}.tasks",
-    "r3_plugin.episode": f"{AGENT_PKG}.episode",
-    "r3_plugin.episode_info": f"{AGENT_PKG}.episode_info",
-    "r3_plugin.session": f"{AGENT_PKG}.session",
-    "r3_plugin.agent_loop": f"{AGENT_PKG}.r3_agent_loop",
-    "r3_plugin.verifiers": f"{AGENT_PKG}.builtin_tasks",
-    "r3_plugin.verifiers.countdown": SCORER_MODULE,
-    "r3_plugin.local_server": TEST_UTILS_MODULE,
-    "r3_plugin.local_rollout": TEST_UTILS_MODULE,
-    "r3_plugin.tiny_model": TEST_UTILS_MODULE,
+    "r3_plugin.policy.tasks": f"{AGENT_PKG}.tasks",
+    "r3_plugin.policy.config": f"{AGENT_PKG}.config",
+    "r3_plugin.policy.episode": f"{AGENT_PKG}.episode",
+    "r3_plugin.policy.episode_info": f"{AGENT_PKG}.episode_info",
+    "r3_plugin.integration.session": f"{AGENT_PKG}.session",
+    "r3_plugin.integration.agent_loop": f"{AGENT_PKG}.r3_agent_loop",
+    "r3_plugin.policy.verifiers": f"{AGENT_PKG}.builtin_tasks",
+    "r3_plugin.policy.verifiers.countdown": SCORER_MODULE,
+    "r3_plugin.local.local_server": TEST_UTILS_MODULE,
+    "r3_plugin.local.local_rollout": TEST_UTILS_MODULE,
+    "r3_plugin.local.tiny_model": TEST_UTILS_MODULE,
 }
 
 
@@ -76,7 +77,7 @@ CONFIG_TEST_PATH = "tests/experimental/agent_loop/test_r3_config_on_cpu.py"
 TOUCHED_PACKAGES = ("verl.utils.reward_score", "verl.experimental.agent_loop")
 
 
-_CHECKOUT_MARKERS = ("r3_plugin/tasks.py", "tests/test_agent_loop.py", "recipes/recipe/r3_countdown.yaml")
+_CHECKOUT_MARKERS = ("r3_plugin/policy/tasks.py", "tests/test_agent_loop.py", "recipes/recipe/r3_countdown.yaml")
 
 
 class SourceError(RuntimeError):

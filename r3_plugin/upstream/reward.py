@@ -41,8 +41,8 @@ from r3_plugin.upstream.transform import (
     with_header,
 )
 
-TASKS_SRC = "r3_plugin/tasks.py"
-COUNTDOWN_SRC = "r3_plugin/verifiers/countdown.py"
+TASKS_SRC = "r3_plugin/policy/tasks.py"
+COUNTDOWN_SRC = "r3_plugin/policy/verifiers/countdown.py"
 
 #: Names of the plugin's task registry that make up the verdict type.
 VERDICT_NAMES = ("CORRECT", "NO_ANSWER", "VERIFIER_ERROR", "VerifyResult")
@@ -117,7 +117,7 @@ def scorer_module(sources) -> str:
     _, nodes = top_level(source, where=where)
     # the verdict names come from verl's verdict module; register_task is no longer used
     for node in nodes:
-        if isinstance(node.stmt, ast.ImportFrom) and node.stmt.module == "r3_plugin.tasks":
+        if isinstance(node.stmt, ast.ImportFrom) and node.stmt.module == "r3_plugin.policy.tasks":
             names = [a.name for a in node.stmt.names if a.name in VERDICT_NAMES]
             source = replace_exact(
                 source, node.source, f"from {layout.VERDICT_MODULE} import {', '.join(names)}\n", where=where

@@ -37,7 +37,7 @@ from r3_plugin.upstream.transform import (
     with_header,
 )
 
-HELPER_SRCS = ("r3_plugin/tiny_model.py", "r3_plugin/local_server.py", "r3_plugin/local_rollout.py")
+HELPER_SRCS = ("r3_plugin/local/tiny_model.py", "r3_plugin/local/local_server.py", "r3_plugin/local/local_rollout.py")
 HELPER_MODULES = tuple(src.removesuffix(".py").replace("/", ".") for src in HELPER_SRCS)
 AGENT_LOOP_TEST_SRCS = ("tests/conftest.py", "tests/test_agent_loop.py")
 EPISODE_TEST_SRCS = ("tests/test_episode.py",)
@@ -45,11 +45,11 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 #: (plugin file, old, new): exact replacements before porting.
 REPLACEMENTS = (
-    ("r3_plugin/tiny_model.py", '"built_by": "r3_plugin.tiny_model"', '"built_by": "r3_test_utils"'),
+    ("r3_plugin/local/tiny_model.py", '"built_by": "r3_plugin.tiny_model"', '"built_by": "r3_test_utils"'),
     # verl has no recipe config group: compose plain ppo_trainer unless a test asks for one
-    ("r3_plugin/local_rollout.py", "recipe: str | None = DEFAULT_RECIPE", "recipe: str | None = None"),
-    ("r3_plugin/local_rollout.py", "config with an R3 recipe, as", "config with overrides, as"),
-    ("r3_plugin/local_rollout.py", "point a recipe at a local model", "point a config at a local model"),
+    ("r3_plugin/local/local_rollout.py", "recipe: str | None = DEFAULT_RECIPE", "recipe: str | None = None"),
+    ("r3_plugin/local/local_rollout.py", "config with an R3 recipe, as", "config with overrides, as"),
+    ("r3_plugin/local/local_rollout.py", "point a recipe at a local model", "point a config at a local model"),
 )
 
 

@@ -85,17 +85,17 @@ def replace_exact(text: str, old: str, new: str, *, where: str, count: int | Non
 def rewrite_modules(text: str, module_map: Mapping[str, str]) -> str:
     """Rename plugin modules to their verl locations, in code and prose alike.
 
-    ``from r3_plugin import agent_loop`` style imports are rewritten first (the mapped module may
+    ``from r3_plugin.integration import agent_loop`` style imports are rewritten first (the mapped module may
     have a different base name), then every dotted ``r3_plugin.x.y`` is mapped by its longest
     mapped prefix. Unmapped plugin modules are left as they are, for :func:`assert_no_plugin_refs`.
     """
 
     def from_import(match: re.Match[str]) -> str:
-        indent, names = match.group(1), [n.strip() for n in match.group(2).split(",")]
+        indent, package, names = match.group(1), match.group(2), [n.strip() for n in match.group(3).split(",")]
         out = []
         for name in names:
             local = name.split(" as ")[-1].strip()
-            target = module_map.get(f"r3_plugin.{name.split(' as ')[0].strip()}")
+            target = module_map.get(f"{package}.{name.split(' as ')[0].strip()}")
             if target is None:
                 return match.group(0)
             parent, _, base = target.rpartition(".")
@@ -103,7 +103,7 @@ def rewrite_modules(text: str, module_map: Mapping[str, str]) -> str:
             out.append(f"{indent}from {parent} import {base}{alias}")
         return "\n".join(out)
 
-    text = re.sub(r"(?m)^([ \t]*)from r3_plugin import ([\w ,]+)$", from_import, text)
+    text = re.sub(r"(?m)^([ \t]*)from (r3_plugin(?:\.\w+)*) import ([\w ,]+)$", from_import, text)
     keys = sorted(module_map, key=len, reverse=True)
     pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in keys) + r")\b(?![\w])")
     return pattern.sub(lambda m: module_map[m.group(1)], text)

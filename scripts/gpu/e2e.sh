@@ -31,7 +31,7 @@ names = {e.name: e.value for e in entry_points(group="verl.plugins")}
 assert names.get("r3") == "r3_plugin.plugin" and names.get("r3_toy") == "r3_toy_task", names
 import hydra_plugins.r3_plugin  # noqa: F401  (the +recipe search path)
 import verl  # noqa: F401  (loads the plugins)
-from r3_plugin.tasks import get_task
+from r3_plugin.policy.tasks import get_task
 assert get_task("r3_toy_parity")
 print("plugin installed:", names)
 PY

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from r3_plugin import VerifyResult, register_task
-from r3_plugin.tasks import get_task
+from r3_plugin.policy.tasks import get_task
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,18 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""verl's side of R3: the entry point, the ``r3_agent`` loop,
+the replay buffer, the worker, the reward entry point and the config guard.
+
+Layer rule: may import :mod:`r3_plugin.policy`, :mod:`r3_plugin.cpu` and verl; never ``tools``, ``local``,
+``upstream`` or ``evidence``. Start reading at :mod:`r3_plugin.integration.plugin` (what verl loads)."""

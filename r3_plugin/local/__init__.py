@@ -1,0 +1,17 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""In-process stand-ins for verl's servers and trainer runs (tiny model, token servers, one-process rollouts).
+
+Used by the demo, the tests, the benchmarks and the patch series' test utilities; never by the product
+path (``policy``, ``integration``). May import ``policy``, ``integration`` and ``cpu``."""

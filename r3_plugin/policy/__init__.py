@@ -1,0 +1,18 @@
+# Copyright 2026 The r3-plugin Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""R3 itself, independent of verl: the task registry and verifiers, the episode,
+its summaries and the ``r3:`` config schema.
+
+Layer rule: modules here import only the standard library, numpy and other ``r3_plugin.policy`` modules.
+Start reading at :mod:`r3_plugin.policy.episode` (``run_episode``: attempt, verify, reflect, retry)."""
