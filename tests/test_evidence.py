@@ -158,6 +158,30 @@ def test_corpus_ids_equal_the_chat_template(conversations, tokenizer):
     assert ec.encode_texts(tokenizer, texts) == tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
+@pytest.mark.parametrize("split_digits", [True, False])
+def test_sft_trains_on_the_ids_a_saved_qwen2_directory_serves(conversations, tmp_path, split_digits):
+    """transformers 5 loads any qwen2 directory with its Qwen2Tokenizer (another pre-tokenizer); the
+    SFT trains on ``as_served``, so vLLM and verl see the ids the model was trained on."""
+    from transformers import AutoTokenizer
+
+    from r3_plugin.evidence.tokenizer import as_served, build_countdown_tokenizer
+
+    texts = [m["content"] for c in conversations for m in c.messages]
+    built = build_countdown_tokenizer(texts, vocab_size=512, split_digits=split_digits)
+    served = as_served(built)
+    served.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    sample = sorted(set(texts))[:200]
+    assert ec.encode_texts(served, sample) == ec.encode_texts(loaded, sample)
+    messages = [c.messages for c in conversations[:20]]
+    ids, _ = ec.tokenize_conversations(served, messages)
+    assert ids == ec.tokenize_conversations(loaded, messages)[0]
+    assert all(x == _template_ids(loaded, m) for x, m in zip(ids, messages, strict=True))
+    if not split_digits:  # merged numbers: the in-memory tokenizer would have trained on other ids
+        assert ec.encode_texts(built, sample) != ec.encode_texts(loaded, sample)
+
+
 @pytest.mark.parametrize("train_wrong_first", [False, True])
 def test_loss_mask_covers_exactly_the_trained_assistant_turns(conversations, tokenizer, train_wrong_first):
     trained = [c.trained_turns(train_wrong_first) for c in conversations]
@@ -281,7 +305,7 @@ def test_recipe_data_only_writes_the_rl_splits_of_the_same_distribution(tmp_path
     first = frames["test"]["reward_model"].iloc[0]["ground_truth"]
     assert (int(first["target"]), list(first["numbers"])) == (splits.test[0].target, list(splits.test[0].numbers))
     for gt in frames["train"]["reward_model"].map(lambda r: r["ground_truth"]):
-        assert len(gt["numbers"]) == 3 and max(gt["numbers"]) <= 20 and 1 <= gt["target"] <= 100
+        assert len(gt["numbers"]) == 3 and max(gt["numbers"]) <= 10 and 1 <= gt["target"] <= 100
     assert sft._parse_args([*args, "--steps", "7"]).steps == 7  # flags override the recipe
 
 
@@ -358,3 +382,137 @@ def test_tiny_sft_lowers_the_loss_and_saves_a_loadable_qwen2(tmp_path):
     held_out, dev_keys = keys(test), keys(dev)
     seen = {(int(t), tuple(sorted(n))) for t, n in zip(corpus["target"], corpus["numbers"], strict=True)}
     assert len(dev) == 8 and not held_out & seen and not dev_keys & seen and not held_out & dev_keys
+
+
+# ----------------------------------------------------------------------------------------- pipeline
+
+
+def test_pipeline_rl_overrides_compose_and_validate_with_the_cpu_scale():
+    from r3_plugin import show_config
+    from r3_plugin.evidence import pipeline
+
+    overrides = pipeline.rl_overrides(
+        steps=7, credit="reflection_and_retry", seed=3, batch=4, group=2, lr=2e-5, val_samples=9
+    )
+    cfg = show_config.compose("r3_countdown", ["+r3_scale=cpu", *overrides])
+    assert not show_config.validate(cfg)  # r3 guard + verl validate_config + batch arithmetic
+    assert cfg.r3.credit == "reflection_and_retry" and cfg.r3.mode == "online"
+    assert cfg.trainer.total_training_steps == cfg.trainer.save_freq == cfg.trainer.test_freq == 7
+    assert "hf_model" in cfg.actor_rollout_ref.actor.checkpoint.save_contents
+    assert cfg.actor_rollout_ref.rollout.n == 2 and cfg.data.train_batch_size == 4 and cfg.data.val_max_samples == 9
+    assert cfg.actor_rollout_ref.actor.optim.lr == 2e-5 and cfg.trainer.device == "cpu"
+    with pytest.raises(ValueError, match="credit"):
+        pipeline.rl_overrides(steps=1, credit="retry", seed=0, batch=1, group=2, lr=1e-5, val_samples=1)
+
+
+def test_pipeline_commands_name_the_recipe_the_data_and_the_seed(tmp_path):
+    from r3_plugin.evidence import pipeline
+
+    sft = pipeline.sft_command(tmp_path / "sft", 5, ["--steps", "9"], python="py")
+    assert sft[:5] == ["py", "-m", "r3_plugin.evidence.sft", "--recipe", "cpu"]
+    assert sft[sft.index("--output-dir") + 1] == str(tmp_path / "sft")
+    assert sft[sft.index("--seed") + 1] == "5" and sft[-2:] == ["--steps", "9"]
+    ev = pipeline.evaluate_command(tmp_path / "m", tmp_path / "test.parquet", tmp_path / "e", "SFT", 5, python="py")
+    assert ev[1:5] == ["-m", "r3_plugin", "evaluate", "run"] and "--no-control" not in ev  # the control runs
+    assert ev[ev.index("--backend") + 1] == "vllm" and ev[ev.index("--seed") + 1] == "5"
+    assert ev[ev.index("--data") + 1] == str(tmp_path / "test.parquet")
+
+
+def _val_key(name):
+    return f"val-aux/countdown/{name}/mean@1"
+
+
+def test_pipeline_curve_reads_verl_step_metrics_and_draws_a_png(tmp_path):
+    from r3_plugin.evidence import pipeline
+    from r3_plugin.local.trainer_run import read_metrics
+
+    lines = [
+        {"step": 0, "data": {_val_key("first_try_acc"): 0.3, _val_key("second_try_acc"): 0.4}},
+        {"step": 1, "data": {"r3/reward/mean": 0.25, "r3/retry_success_rate": 0.25, "timing_s/step": 9.0}},
+        {"step": 2, "data": {"r3/reward/mean": 0.5, "r3/retry_success_rate": 0.5}},
+        {"step": 2, "data": {_val_key("first_try_acc"): 0.3, _val_key("second_try_acc"): 0.55}},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    steps = read_metrics(tmp_path / "metrics.jsonl")
+    s = pipeline.curve_series(steps)
+    assert s["reward"] == [(1, 0.25), (2, 0.5)] and s["retry_success"] == [(1, 0.25), (2, 0.5)]
+    assert s["val_second_try"] == [(0, 0.4), (2, 0.55)] and s["val_first_try"] == [(0, 0.3), (2, 0.3)]
+    png = pipeline.plot_curve({"reflection": steps}, tmp_path / "out" / "curve.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_pipeline_finds_the_newest_hf_actor_with_weights(tmp_path):
+    from r3_plugin.evidence import pipeline
+
+    for step, weights in ((3, True), (10, True), (12, False)):
+        d = tmp_path / f"global_step_{step}" / "actor" / "huggingface"
+        d.mkdir(parents=True)
+        (d / "config.json").write_text("{}")
+        if weights:
+            (d / "model.safetensors").write_bytes(b"x")
+    assert pipeline.find_hf_actor(tmp_path) == tmp_path / "global_step_10" / "actor" / "huggingface"
+    assert pipeline.find_hf_actor(tmp_path / "nothing") is None
+
+
+def test_pipeline_skips_finished_stages_and_records_results(tmp_path, monkeypatch):
+    from r3_plugin.evidence import pipeline
+
+    (tmp_path / "sft" / "model").mkdir(parents=True)
+    (tmp_path / "sft" / "model" / "config.json").write_text("{}")
+    summary = {
+        "metrics": {
+            "n": 10,
+            "first_try": {"count": 3, "n": 10, "rate": 0.3, "ci95": [0.1, 0.6]},
+            "second_try": {"count": 5, "n": 10, "rate": 0.5, "ci95": [0.2, 0.8]},
+            "control": {"second_try": {"count": 4, "n": 10, "rate": 0.4, "ci95": [0.2, 0.7]}, "mcnemar_p": 0.5},
+        }
+    }
+    (tmp_path / "eval-sft").mkdir()
+    (tmp_path / "eval-sft" / "summary.json").write_text(json.dumps(summary))
+    calls = []
+    monkeypatch.setattr(pipeline, "run_logged", lambda cmd, log, env=None: calls.append(cmd) or (0, 0.0))
+    args = pipeline._parser().parse_args(["--output-dir", str(tmp_path), "--stages", "sft,before,compare"])
+    assert pipeline.run_pipeline(args) == 0
+    assert calls == []  # SFT and the evaluation were already there; compare needs two evaluations
+    results = json.loads((tmp_path / pipeline.RESULTS_FILE).read_text())
+    head = results["summaries"]["sft"]
+    assert head["n"] == 10 and head["retry_without_reflection"]["rate"] == 0.4 and head["mcnemar_p"] == 0.5
+    assert results["seed"] == 0
+    args = pipeline._parser().parse_args(["--output-dir", str(tmp_path), "--stages", "sft", "--force", "sft"])
+    assert pipeline.run_pipeline(args) == 0
+    assert len(calls) == 1 and calls[0][2] == "r3_plugin.evidence.sft"
+    assert json.loads((tmp_path / pipeline.RESULTS_FILE).read_text())["stages"]["sft"]["command"]
+    # Two SFT stages: the second continues the first's model and writes the model the later stages use.
+    calls.clear()
+    args = pipeline._parser().parse_args(
+        ["--output-dir", str(tmp_path / "two"), "--stages", "sft", "--sft2-steps", "5", "--sft2-lr", "1e-4"]
+    )
+    assert pipeline.run_pipeline(args) == 0
+    first, second = calls
+    assert first[first.index("--output-dir") + 1] == str(tmp_path / "two" / "sft-stage1")
+    assert second[second.index("--output-dir") + 1] == str(tmp_path / "two" / "sft")
+    assert second[second.index("--init-from") + 1] == str(tmp_path / "two" / "sft-stage1" / "model")
+    assert second[second.index("--steps") + 1] == "5" and second[second.index("--lr") + 1] == "0.0001"
+
+
+def test_sft_init_from_continues_a_saved_model(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from r3_plugin.evidence import sft
+
+    common = [
+        "--device", "cpu", "--preset", "tiny", "--batch-size", "8", "--conversations", "120", "--test-size", "4",
+        "--rl-train-size", "4", "--dev-size", "0", "--eval-every", "0", "--log-every", "5", "--vocab-size", "400",
+        "--save-dtype", "float32", "--no-progress",
+    ]  # fmt: skip
+    assert sft.main(["--output-dir", str(tmp_path / "a"), "--steps", "5", *common]) == 0
+    first = tmp_path / "a" / "model"
+    args = ["--output-dir", str(tmp_path / "b"), "--steps", "3", "--init-from", str(first), *common]
+    assert sft.main(args) == 0
+    second = tmp_path / "b" / "model"
+    assert (second / "tokenizer.json").read_text() == (first / "tokenizer.json").read_text()
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    meta = json.loads((second / "r3_evidence.json").read_text())
+    assert meta["config"]["init_from"] == str(first) and "--init-from" in meta["command"]

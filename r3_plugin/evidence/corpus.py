@@ -55,11 +55,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from r3_plugin.data.countdown import CountdownTask, generate_tasks, random_equation, task_row
-from r3_plugin.data.io import write_splits
-from r3_plugin.data.prompts import countdown_messages
-from r3_plugin.tasks import CORRECT, get_task
-from r3_plugin.verifiers.countdown import WRONG_NUMBERS, WRONG_TARGET, countdown_verify, evaluate_expression
+from r3_plugin.policy.tasks import CORRECT, get_task
+from r3_plugin.policy.verifiers.countdown import WRONG_NUMBERS, WRONG_TARGET, countdown_verify, evaluate_expression
+from r3_plugin.tools.data.countdown import CountdownTask, generate_tasks, random_equation, task_row
+from r3_plugin.tools.data.io import write_splits
+from r3_plugin.tools.data.prompts import countdown_messages
 
 RIGHT = "right"
 NOT_IN_LIST = "not_in_list"

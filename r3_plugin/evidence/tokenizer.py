@@ -18,7 +18,7 @@ with ten symbols instead of memorising a token per number; for small number rang
 instead merge into one token per frequent number (``split_digits=False``), which a small model copies
 from the prompt far sooner. The rest is byte-level BPE, so any text the model or a user writes still
 encodes. The ChatML special tokens and template are the ones of
-:mod:`r3_plugin.tiny_model`, so verl picks its Qwen continuous-token builder and vLLM stops on
+:mod:`r3_plugin.local.tiny_model`, so verl picks its Qwen continuous-token builder and vLLM stops on
 ``<|im_end|>``. The role names of the template are part of the training text, so each is one token.
 """
 
@@ -26,8 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import chain
+from typing import Any
 
-from r3_plugin.tiny_model import SPECIAL_TOKENS, train_chatml_tokenizer
+from r3_plugin.local.tiny_model import SPECIAL_TOKENS, train_chatml_tokenizer
 
 DEFAULT_VOCAB_SIZE = 1024
 #: The template's role lines, which the corpus's message texts never contain: without them every turn
@@ -47,3 +48,25 @@ def build_countdown_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VO
             f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} (bytes + specials), got {vocab_size}"
         )
     return train_chatml_tokenizer(chain(texts, _ROLE_TEXTS), vocab_size, split_digits=split_digits)
+
+
+def as_served(tokenizer: Any) -> Any:
+    """``tokenizer`` as transformers loads it back from a Qwen2 model directory, which is what vLLM,
+    verl and ``r3 evaluate`` use.
+
+    transformers 5 forces its ``Qwen2Tokenizer`` on any ``model_type: qwen2`` directory, whatever
+    ``tokenizer_config.json`` names: it keeps the vocabulary and merges but replaces the
+    pre-tokenizer with Qwen2's (digits one by one, Qwen2's split regex). A model trained on the
+    in-memory tokenizer then sees other ids at inference (merged numbers never occur, "<think>"
+    splits differently). Training on the tokenizer returned here keeps training and serving equal.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="r3-tok-") as tmp:
+        tokenizer.save_pretrained(tmp)
+        (Path(tmp) / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+        return AutoTokenizer.from_pretrained(tmp)
