@@ -164,12 +164,18 @@ class TrainerRun:
 
 
 def read_metrics(path: str | os.PathLike) -> dict[int, dict[str, Any]]:
-    """verl's file-logger JSON lines, merged per step (validation and training log separately)."""
+    """verl's file-logger JSON lines, merged per step (validation and training log separately).
+
+    A last line without its newline is being written by a running trainer: it is left for the next read.
+    """
     steps: dict[int, dict[str, Any]] = {}
     try:
-        lines = Path(path).read_text().splitlines()
+        text = Path(path).read_text()
     except OSError:
         return steps
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines.pop()
     for line in lines:
         if not line.strip():
             continue
