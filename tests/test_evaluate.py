@@ -235,6 +235,31 @@ def test_compare_table_and_chart(tmp_path):
     assert main(["evaluate", "compare", str(tmp_path / "nope"), "--output-dir", str(out)]) == 2
 
 
+def test_chart_text_names_data_n_and_wilson_intervals():
+    from r3_plugin.tools.evaluation.compare import plot_text
+
+    text = plot_text([_fake_summary("a", 40, 60, 45, n=200), _fake_summary("b", 50, 90, 52, n=200)], ["sft", "r3"])
+    assert text["title"] == "R3 first vs second try: countdown/test.parquet (n=200)"
+    assert text["ticks"] == ["sft\n(n=200)", "r3\n(n=200)"]
+    assert "95% Wilson" in text["caption"]
+    uneven = plot_text([_fake_summary("a", 1, 2, 1, n=100), _fake_summary("b", 1, 2, 1, n=300)], ["x", "y"])
+    assert "(n=100/300)" in uneven["title"]
+
+
+def test_compare_prints_where_the_chart_and_table_went(tmp_path, capsys):
+    runs = []
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "summary.json").write_text(json.dumps(_fake_summary(label, 10, 20, 12)))
+        runs.append(str(tmp_path / label))
+    out = tmp_path / "cmp"
+    assert main(["evaluate", "compare", *runs, "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"chart (95% Wilson intervals): {out / 'compare.png'}" in printed
+    assert str(out / "compare.md") in printed
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_compare_without_matplotlib_says_what_to_install(tmp_path, monkeypatch, capsys):
     import sys
 

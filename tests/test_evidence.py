@@ -516,3 +516,26 @@ def test_sft_init_from_continues_a_saved_model(tmp_path):
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
     meta = json.loads((second / "r3_evidence.json").read_text())
     assert meta["config"]["init_from"] == str(first) and "--init-from" in meta["command"]
+
+
+def test_follow_steps_yields_each_logged_step_once_and_waits_for_validation(tmp_path):
+    """The step follower the demo and the evidence pipeline share, on a child that logs like verl."""
+    import os
+    import sys
+
+    from r3_plugin.local.trainer_run import TrainerRun
+
+    lines = [
+        {"step": 0, "data": {"other": 1}},  # step 0 before its validation values: not yet shown
+        {"step": 0, "data": {"val-aux/toy/first_try_acc/mean@1": 0.5, "val-aux/toy/second_try_acc/mean@1": 0.75}},
+        {"step": 1, "data": {"r3/reward/mean": 0.25}},
+        {"step": 2, "data": {"r3/reward/mean": 0.5}},
+    ]
+    script = "import json, sys, time\n" + "".join(
+        f"open('metrics.jsonl', 'a').write(json.dumps({x!r}) + '\\n'); time.sleep(0.3)\n" for x in lines
+    )
+    run = TrainerRun([sys.executable, "-c", script], tmp_path, dict(os.environ)).start()
+    seen = [item for item in run.follow_steps(poll_s=0.1) if item is not None]
+    assert [step for step, _ in seen] == [0, 1, 2]
+    assert seen[0][1]["val-aux/toy/first_try_acc/mean@1"] == 0.5 and seen[2][1]["r3/reward/mean"] == 0.5
+    assert run.process.returncode == 0

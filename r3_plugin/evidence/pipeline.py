@@ -45,6 +45,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from r3_plugin.local.trainer_run import validation_metric
+
 STAGES = ("sft", "before", "rl", "after", "compare", "plot")
 CREDITS = ("reflection", "reflection_and_retry")
 RESULTS_FILE = "results.json"
@@ -195,13 +197,6 @@ def export_rl_model(hf_dir: Path, sft_model: Path, target: Path, metadata: Mappi
 # ----------------------------------------------------------------------------------------- curve
 
 
-def _val_metric(metrics: Mapping[str, Any], name: str) -> float | None:
-    for key, value in metrics.items():
-        if key.startswith("val-aux/") and f"/{name}/mean@" in key:
-            return float(value)
-    return None
-
-
 def curve_series(steps: Mapping[int, Mapping[str, Any]]) -> dict[str, list[tuple[int, float]]]:
     """Per-step training series and validation points from verl's merged step metrics."""
     series: dict[str, list[tuple[int, float]]] = {
@@ -222,7 +217,7 @@ def curve_series(steps: Mapping[int, Mapping[str, Any]]) -> dict[str, list[tuple
             if key in m and step > 0:
                 series[name].append((step, float(m[key])))
         for name, metric in (("val_first_try", "first_try_acc"), ("val_second_try", "second_try_acc")):
-            value = _val_metric(m, metric)
+            value = validation_metric(m, metric)
             if value is not None:
                 series[name].append((step, value))
     return series
@@ -371,25 +366,20 @@ def run_pipeline(args: argparse.Namespace) -> int:
                     rl_dir, {"RAY_TMPDIR": os.environ.get("R3_EVIDENCE_RAY_TMPDIR", f"/tmp/ray-ev{os.getpid()}")}
                 )
                 run = TrainerRun(cmd, rl_dir, env).start()
-                last_shown = -1
-                while run.process.poll() is None:
-                    time.sleep(10)
-                    metrics = run.metrics()
-                    for step in sorted(s for s in metrics if s > last_shown):
-                        m = metrics[step]
-                        if step == 0:
-                            first, second = _val_metric(m, "first_try_acc"), _val_metric(m, "second_try_acc")
-                            if first is None:
-                                continue
-                            _say(f"{stage}: validation before training: first {first:.3f}, second {second:.3f}")
-                        else:
-                            nan = float("nan")
-                            reward, retry = m.get("r3/reward/mean", nan), m.get("r3/retry_success_rate", nan)
-                            _say(
-                                f"{stage}: step {step}/{args.rl_steps} reward {reward:.3f} retry ok {retry:.3f} "
-                                f"step {m.get('timing_s/step', nan):.1f} s"
-                            )
-                        last_shown = step
+                for item in run.follow_steps(poll_s=10):
+                    if item is None:
+                        continue
+                    step, m = item
+                    if step == 0:
+                        first, second = validation_metric(m, "first_try_acc"), validation_metric(m, "second_try_acc")
+                        _say(f"{stage}: validation before training: first {first:.3f}, second {second:.3f}")
+                        continue
+                    nan = float("nan")
+                    reward, retry = m.get("r3/reward/mean", nan), m.get("r3/retry_success_rate", nan)
+                    _say(
+                        f"{stage}: step {step}/{args.rl_steps} reward {reward:.3f} retry ok {retry:.3f} "
+                        f"step {m.get('timing_s/step', nan):.1f} s"
+                    )
                 rc = run.process.returncode
                 secs = round(run.seconds, 1)
                 if rc:

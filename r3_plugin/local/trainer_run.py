@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,26 @@ class TrainerRun:
     def metrics(self) -> dict[int, dict[str, Any]]:
         return read_metrics(self.out_dir / "metrics.jsonl")
 
+    def follow_steps(self, poll_s: float = 2.0) -> Iterator[tuple[int, dict[str, Any]] | None]:
+        """Each logged step's metrics once, in order, while the run goes on and once more after it
+        exits; ``None`` after a poll that found nothing new (a place for a heartbeat). Step 0 (the
+        validation before training) is yielded once its first-try accuracy is in.
+        """
+        shown: set[int] = set()
+        while True:
+            exited = self.process.poll() is not None
+            metrics = self.metrics()
+            fresh = [s for s in sorted(metrics) if s not in shown]
+            fresh = [s for s in fresh if s != 0 or validation_metric(metrics[0], "first_try_acc") is not None]
+            for step in fresh:
+                shown.add(step)
+                yield step, metrics[step]
+            if exited:
+                return
+            if not fresh:
+                yield None
+            time.sleep(poll_s)
+
     def token_dump(self, step: int) -> list[dict[str, Any]]:
         from r3_plugin.integration.token_dump import SUBDIR, read_step
 
@@ -182,6 +202,14 @@ def read_metrics(path: str | os.PathLike) -> dict[int, dict[str, Any]]:
         entry = json.loads(line)
         steps.setdefault(int(entry["step"]), {}).update(entry.get("data") or {})
     return steps
+
+
+def validation_metric(metrics: Mapping[str, Any], name: str) -> float | None:
+    """A validation value R3 logs per data source (``val-aux/<source>/<name>/mean@k``) from a step's metrics."""
+    for key, value in metrics.items():
+        if key.startswith("val-aux/") and f"/{name}/mean@" in key:
+            return float(value)
+    return None
 
 
 def _pids_with_env(name: str, value: str | None) -> Iterable[int]:

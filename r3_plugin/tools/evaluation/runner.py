@@ -69,6 +69,24 @@ class _AnnouncingConversation(ChatConversation):
         return gen
 
 
+def _conversation(
+    row: TaskRow,
+    backend: Any,
+    config: EvalConfig,
+    stream: int,
+    on_first_attempt: Callable[[Generation], None] | None = None,
+) -> _AnnouncingConversation:
+    """The chat conversation of one of a row's episodes (stream 0: reflect, 1: control), seeded per row."""
+    return _AnnouncingConversation(
+        backend,
+        row.prompt,
+        tools=row.tools,
+        max_episode_tokens=config.max_episode_tokens,
+        seed=episode_seed(config.seed, row.row_index, 0, stream=stream),
+        on_first_attempt=on_first_attempt,
+    )
+
+
 async def evaluate_row(row: TaskRow, task: Any, backend: Any, config: EvalConfig) -> dict[str, Any]:
     """Evaluate one row; returns its JSON-ready record."""
     control_run: asyncio.Future | None = None
@@ -80,26 +98,15 @@ async def evaluate_row(row: TaskRow, task: Any, backend: Any, config: EvalConfig
         if first.finish != Finish.ABORTED:
             control_run = asyncio.ensure_future(_control_episode(row, task, backend, config, first.text))
 
-    conv = _AnnouncingConversation(
-        backend,
-        row.prompt,
-        tools=row.tools,
-        max_episode_tokens=config.max_episode_tokens,
-        seed=episode_seed(config.seed, row.row_index, 0, stream=0),
-        on_first_attempt=start_control if config.control else None,
-    )
-    reflect = asyncio.ensure_future(
-        run_episode(task, row.ground_truth, conv, config.episode, extra_info=row.extra_info)
-    )
+    conv = _conversation(row, backend, config, 0, on_first_attempt=start_control if config.control else None)
     try:
-        episode = await reflect
+        episode = await run_episode(task, row.ground_truth, conv, config.episode, extra_info=row.extra_info)
         control = await control_run if control_run is not None else None
     finally:
-        for pending in (reflect, control_run):
-            if pending is not None and not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pending
+        if control_run is not None and not control_run.done():  # the reflect episode raised
+            control_run.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await control_run
     record: dict[str, Any] = {
         "key": row.row_index,
         "index": row.index,
@@ -114,22 +121,15 @@ async def evaluate_row(row: TaskRow, task: Any, backend: Any, config: EvalConfig
         record[BROKEN_KEY] = broken
         return record
     if control is not None and not episode.first_try_passed and episode.end_reason != EndReason.ABORTED:
-        control_episode, control_messages = control
-        record["control"] = episode_dict(control_episode, control_messages if config.transcripts else None)
+        record["control"] = control
     return record
 
 
 async def _control_episode(
     row: TaskRow, task: Any, backend: Any, config: EvalConfig, failed_attempt: str
-) -> tuple[Any, list[dict]]:
-    """The "retry without reflection" episode on the reflect episode's own first attempt."""
-    conv = ChatConversation(
-        backend,
-        row.prompt,
-        tools=row.tools,
-        max_episode_tokens=config.max_episode_tokens,
-        seed=episode_seed(config.seed, row.row_index, 0, stream=1),
-    )
+) -> dict[str, Any]:
+    """The "retry without reflection" episode on the reflect episode's own first attempt, as a record."""
+    conv = _conversation(row, backend, config, 1)
     episode = await run_episode(
         task,
         row.ground_truth,
@@ -138,7 +138,7 @@ async def _control_episode(
         extra_info=row.extra_info,
         failed_attempt=failed_attempt,
     )
-    return episode, conv.messages
+    return episode_dict(episode, conv.messages if config.transcripts else None)
 
 
 async def evaluate_rows(
