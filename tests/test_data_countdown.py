@@ -28,7 +28,9 @@ from r3_plugin.tools.cli import main as r3_main
 from r3_plugin.tools.data.countdown import (
     build_countdown,
     check_solution,
+    describe_distribution,
     generate_tasks,
+    model_distribution,
     solve,
 )
 from r3_plugin.tools.data.io import DataBuildError, write_splits
@@ -327,3 +329,28 @@ def test_test_size_zero_removes_a_stale_test_split(tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["train.parquet"]
     assert f"removed {out / 'test.parquet'}" in printed and "--test-size 0" in printed
     assert len(pd.read_parquet(out / "train.parquet")) == 30
+
+
+def test_a_model_of_the_evidence_pipeline_gets_tasks_of_its_own_distribution(tmp_path):
+    """The demo asks the shipped evidence model for the tasks it was trained on (r3_evidence.json);
+    any other model gets the paper's distribution."""
+    model = tmp_path / "model"
+    model.mkdir()
+    assert model_distribution(model) is None
+    assert describe_distribution(None) == "3 or 4 numbers in 1..100, targets in 1..100"
+    recorded = {"description": "...", "operand_counts": [2], "number_range": [1, 50], "target_range": [1, 100]}
+    (model / "r3_evidence.json").write_text(json.dumps({"seed": 0, "distribution": recorded}))
+    dist = model_distribution(model)
+    assert dist == {"operand_counts": [2], "number_range": [1, 50], "target_range": [1, 100]}
+    assert describe_distribution(dist) == "2 numbers in 1..50, targets in 1..100"
+    paths = build_countdown(tmp_path / "data", train_size=40, test_size=8, seed=0, progress=False, distribution=dist)
+    for split in ("train", "test"):
+        for row in pd.read_parquet(paths[split]).itertuples():
+            gt = row.reward_model["ground_truth"]
+            assert len(gt["numbers"]) == 2 and max(gt["numbers"]) <= 50 and 1 <= gt["target"] <= 100
+            assert check_solution(row.extra_info["solution"], list(gt["numbers"]), int(gt["target"]))
+    with pytest.raises(DataBuildError, match="unknown keys \\['numbers'\\]"):
+        build_countdown(tmp_path / "bad", train_size=4, test_size=0, distribution={"numbers": [2]})
+    (model / "r3_evidence.json").write_text("{not json")
+    with pytest.raises(DataBuildError, match="r3_evidence.json: not readable JSON"):
+        model_distribution(model)

@@ -59,8 +59,23 @@ def test_demo_scripted_policy_is_reproducible_and_explains_its_marker(tmp_path):
     assert len(config) == 7 and len(columns) == 1, config
 
 
-def test_demo_tiny_model_default(tmp_path):
-    out = _run_demo("--tasks", "1", "--group-size", "2", "--max-tokens", "8", tmp_path=tmp_path)
+def test_demo_default_is_the_shipped_evidence_model_on_its_own_tasks(tmp_path):
+    """The package ships the evidence pipeline's SFT model (r3_plugin/assets/evidence-model); the
+    demo poses it tasks of the distribution it was trained on, so it actually attempts, reflects and
+    retries: its answers are well-formed and some of them pass."""
+    out = _run_demo("--tasks", "4", "--group-size", "4", "--seed", "0", tmp_path=tmp_path)
+    assert "assets/evidence-model" in out and "(2 numbers in 1..50, targets in 1..100)" in out
+    assert "r3/episodes" in out and "<answer>" in out
+    rewards = [float(line.split("reward ")[1].split()[0]) for line in out.splitlines() if "reward " in line]
+    assert rewards, out
+
+
+def test_demo_tiny_model_when_asked(tmp_path):
+    from r3_plugin.local.tiny_model import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny")
+    out = _run_demo("--model", str(model), "--tasks", "1", "--group-size", "2", "--max-tokens", "8", tmp_path=tmp_path)
+    assert "(3 or 4 numbers in 1..100, targets in 1..100)" in out  # the paper's distribution
     assert "reward 0" in out and "Every advantage is 0" in out
     assert "r3/episodes" in out
 

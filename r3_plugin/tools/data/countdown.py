@@ -23,9 +23,10 @@ numbers and targets in 1..100), not its exact frequencies.
 
 from __future__ import annotations
 
+import json
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -304,13 +305,16 @@ def build_countdown(
     max_rows: int | None = None,
     system_prompt: str | None = None,
     progress: bool | None = None,
+    distribution: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``train.parquet`` and ``test.parquet`` for countdown; returns ``{"train": path, "test": path}``.
 
     ``source``: ``"synthetic"``, a local .parquet/.json/.jsonl file, or a Hub dataset name. The test
     split is a seeded random hold-out of ``test_size`` rows; ``train_size`` None uses every other row
     (synthetic: generates ``DEFAULT_SYNTHETIC_TRAIN_SIZE``). ``max_rows`` caps the rows read (or, for
-    synthetic, the total generated). Same arguments, same files.
+    synthetic, the total generated). ``distribution`` (synthetic only): :func:`generate_task`'s
+    ``operand_counts``, ``number_range`` and ``target_range``, e.g. a model's training distribution
+    (:func:`model_distribution`). Same arguments, same files.
     """
     output_dir = output_dir if output_dir is not None else DEFAULT_OUTPUT_DIR
     if source == SYNTHETIC:
@@ -320,7 +324,7 @@ def build_countdown(
             total = (train_size if train_size is not None else DEFAULT_SYNTHETIC_TRAIN_SIZE) + test_size
         if total <= 0:
             raise DataBuildError(f"nothing to generate (total {total})")
-        tasks = generate_tasks(total, seed, progress=progress)
+        tasks = generate_tasks(total, seed, progress=progress, **_distribution_kwargs(distribution))
         origin = f"the synthetic generator (--max-rows {max_rows})" if max_rows is not None else "synthetic"
     else:
         tasks = load_tasks(source, max_rows=max_rows, progress=progress)
@@ -335,6 +339,42 @@ def build_countdown(
     if not splits["test"]:
         del splits["test"]
     return write_splits(output_dir, splits, known_splits=SPLITS)
+
+
+_DISTRIBUTION_KEYS = ("operand_counts", "number_range", "target_range")
+
+
+def _distribution_kwargs(distribution: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not distribution:
+        return {}
+    unknown = set(distribution) - set(_DISTRIBUTION_KEYS)
+    if unknown:
+        raise DataBuildError(f"distribution: unknown keys {sorted(unknown)}; known: {', '.join(_DISTRIBUTION_KEYS)}")
+    return {k: tuple(v) for k, v in distribution.items()}
+
+
+def model_distribution(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The task distribution a model was trained on, from the ``r3_evidence.json`` that
+    ``r3_plugin.evidence.sft`` saves beside it; None for any other model. A model trained on 2 numbers
+    in 1..50 gets all-zero rewards on the default 3-4 numbers in 1..100, so the demo asks it for its own."""
+    path = Path(model_dir) / "r3_evidence.json"
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("distribution") or {}
+    except (OSError, ValueError) as exc:
+        raise DataBuildError(f"{path}: not readable JSON ({exc})") from None
+    picked = {k: recorded[k] for k in _DISTRIBUTION_KEYS if k in recorded}
+    return picked or None
+
+
+def describe_distribution(distribution: Mapping[str, Any] | None = None) -> str:
+    """``"2 numbers in 1..50, targets in 1..100"``: the synthetic generator's tasks, in words."""
+    d = _distribution_kwargs(distribution)
+    counts = d.get("operand_counts", OPERAND_COUNTS)
+    lo, hi = d.get("number_range", (MIN_NUMBER, MAX_NUMBER))
+    tlo, thi = d.get("target_range", (MIN_TARGET, MAX_TARGET))
+    return f"{' or '.join(map(str, counts))} numbers in {lo}..{hi}, targets in {tlo}..{thi}"
 
 
 def _disable(progress: bool | None) -> bool | None:
