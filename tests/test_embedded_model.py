@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from r3_plugin.tools.cli import main
-from r3_plugin.tools.data.countdown import build_countdown, model_distribution
+from r3_plugin.tools.data.countdown import build_countdown, model_distribution, model_prompts
 from r3_plugin.tools.demo_trainer import embedded_model
 
 MAX_BYTES = 16 * 2**20
@@ -35,7 +35,12 @@ def test_the_package_ships_the_evidence_model_with_its_recipe():
     meta = json.loads((model / "r3_evidence.json").read_text())
     assert meta["seed"] == 0 and "--recipe cpu" in meta["command"] and "--seed 0" in meta["command"]
     assert model_distribution(model) == {"operand_counts": [2], "number_range": [1, 50], "target_range": [1, 100]}
-    assert (model / "README.md").read_text().count("python -m r3_plugin.evidence.sft --recipe cpu") == 1
+    readme = (model / "README.md").read_text()
+    assert "python -m r3_plugin.evidence.sft --recipe cpu --output-dir" in readme  # stage 1
+    assert "python -m r3_plugin.evidence.sft --recipe cpu-fix" in readme and "--init-from" in readme  # stage 2
+    assert "--recipe cpu-fix" in meta["command"] and "--init-from" in meta["command"]
+    # it learnt episodes whose retry follows the reflection at once: the demo and evaluations pose them so
+    assert model_prompts(model) == {"retry_prompt": ""}
 
 
 def test_the_embedded_model_attempts_reflects_and_retries(tmp_path: Path):
@@ -46,6 +51,8 @@ def test_the_embedded_model_attempts_reflects_and_retries(tmp_path: Path):
     out = tmp_path / "eval"
     args = ["evaluate", "run", "--model", str(model), "--backend", "hf", "--data", str(paths["test"]),
             "--output-dir", str(out), "--max-tokens", "64", "--seed", "0", "--no-progress"]  # fmt: skip
+    for key, text in model_prompts(model).items():  # the episode as the model learnt it
+        args += ["--" + key.replace("_", "-"), text]
     assert main(args) == 0
     m = json.loads((out / "summary.json").read_text())["metrics"]
     # greedy first tries: some right, some wrong (a random model gets none; a perfect one leaves no failures)

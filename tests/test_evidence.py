@@ -227,6 +227,94 @@ def test_plain_retry_conversations_are_the_evaluation_control(splits):
     assert not any(c.plain_retry for c in ec.build_conversations(splits.sft, 5, ec.CorpusConfig(plain_retry=0.0)))
 
 
+def _carried_out(config, splits, seed):
+    convs = [c for c in ec.build_conversations(splits.sft[:150], seed=seed, config=config) if c.retry]
+    seen = Counter(c.diagnosis for c in convs)
+    assert min(seen.values()) > 20, seen
+    return convs
+
+
+def test_proposing_reflections_decide_the_retry(splits):
+    """reflection_style="propose": an accurate reflection restates the task and proposes the canonical
+    solution, and the retry carries it out (passes); a wrong one proposes an equation that misses the
+    target and the retry carries that out (fails the verifier); a vague one proposes nothing and its
+    retry is a fresh attempt."""
+    config = ec.CorpusConfig(
+        first_right=0.0,
+        plain_retry=0.0,
+        think="steps",
+        solution="canonical",
+        reflection_style="propose",
+        diagnosis_weights={"accurate": 1, "vague": 1, "wrong": 1},
+        retry_success={"accurate": 0.0, "vague": 0.5, "wrong": 1.0},  # ignored where a fix is proposed
+    )
+    for conv in _carried_out(config, splits, seed=11):
+        reflection, retry = conv.messages[3]["content"], conv.retry
+        if conv.diagnosis == ec.VAGUE:
+            assert "Using [" not in reflection
+            continue
+        assert reflection == ec.fix_text(conv.task, retry.expression)  # the task restated, then the steps
+        assert reflection.startswith(f"Using {list(conv.task.numbers)} to make {conv.task.target}: ")
+        steps = reflection.split(": ", 1)[1].rstrip(".")
+        assert retry.text == f"<think> {steps} </think> <answer> {retry.expression} </answer>"
+        verdict = countdown_verify(retry.text, _gt(conv.task))
+        if conv.diagnosis == ec.ACCURATE:
+            assert retry.expression == ec.canonical_solution(conv.task.numbers, conv.task.target)
+            assert verdict.passed and retry.passed
+        else:
+            assert not verdict.passed and verdict.category == WRONG_TARGET and not retry.passed
+            assert sorted(map(int, _NUM.findall(retry.expression))) == sorted(conv.task.numbers)
+    with pytest.raises(ValueError, match="needs think"):
+        ec.CorpusConfig(reflection_style="propose", think="equation")
+    with pytest.raises(ValueError, match="reflection_style must be one of"):
+        ec.CorpusConfig(reflection_style="poetic")
+
+
+def test_restating_reflections_decide_the_retry(splits):
+    """reflection_style="restate": the reflection restates the numbers (the task's, or a miscopied
+    list) and the target, and the retry uses the restated numbers: it passes exactly when they were
+    right. One wording of the vague reflection when asked."""
+    config = ec.CorpusConfig(
+        first_right=0.0,
+        plain_retry=0.0,
+        think="steps",
+        solution="canonical",
+        reflection_style="restate",
+        vague_variants=1,
+        diagnosis_weights={"accurate": 1, "vague": 1, "wrong": 1},
+        retry_success={"accurate": 0.0, "vague": 0.5, "wrong": 1.0},  # ignored where the task is restated
+    )
+    convs = _carried_out(config, splits, seed=12)
+    assert {c.reflection for c in convs if c.diagnosis == ec.VAGUE} == {ec._VAGUE[0]}
+    for conv in (c for c in convs if c.diagnosis != ec.VAGUE):
+        match = re.fullmatch(r"I must use each of \[([\d, ]+)\] exactly once to make (\d+)\.", conv.reflection)
+        assert match and int(match.group(2)) == conv.task.target
+        shown = [int(v) for v in match.group(1).split(", ")]
+        used = sorted(map(int, _NUM.findall(conv.retry.expression)))
+        assert used == sorted(shown)  # the retry uses the numbers the reflection wrote
+        verdict = countdown_verify(conv.retry.text, _gt(conv.task))
+        assert verdict.passed is conv.retry.passed is (conv.diagnosis == ec.ACCURATE)
+        if conv.diagnosis == ec.WRONG:
+            assert sorted(shown) != sorted(conv.task.numbers) and verdict.category == WRONG_NUMBERS
+            assert conv.retry.kind in (ec.REUSED, ec.NOT_IN_LIST)
+        # A retry that follows its reflection is trained even when it fails: it teaches the retry to
+        # use what the reflection says (else it would copy the task's numbers and ignore the reflection).
+        assert conv.carried and conv.trained_turns(False, train_wrong_retry=False)[-1] is True
+    fresh = [c for c in convs if c.diagnosis == ec.VAGUE]
+    assert not any(c.carried for c in fresh)
+
+
+def test_wrong_retries_can_be_context_only(splits):
+    config = ec.CorpusConfig(first_right=0.0, plain_retry=0.3, train_wrong_retry=False)
+    convs = [c for c in ec.build_conversations(splits.sft[:100], seed=2, config=config) if c.retry]
+    assert {c.retry.passed for c in convs} == {True, False}
+    for conv in convs:
+        flags = conv.trained_turns(False, train_wrong_retry=False)
+        assert flags[-1] is conv.retry.passed  # the retry's tokens are trained only when it passed
+        assert sum(flags) == (conv.retry.passed + (not conv.plain_retry))  # the reflection always is
+        assert conv.trained_turns()[-1] is True  # the default trains every retry, as before
+
+
 @pytest.mark.parametrize(
     ("expr", "steps"),
     [
@@ -419,6 +507,14 @@ def test_pipeline_rl_overrides_compose_and_validate_with_the_cpu_scale():
     assert cfg.actor_rollout_ref.actor.optim.lr == 2e-5 and cfg.trainer.device == "cpu"
     with pytest.raises(ValueError, match="credit"):
         pipeline.rl_overrides(steps=1, credit="retry", seed=0, batch=1, group=2, lr=1e-5, val_samples=1)
+    # A model trained without a retry prompt is trained without one: "" survives Hydra as "".
+    prompts = {"retry_prompt": "", "reflection_prompt": "Wrong, it's [x]. Why? \\ Be brief."}
+    overrides = pipeline.rl_overrides(
+        steps=2, credit="reflection", seed=0, batch=4, group=2, lr=1e-5, val_samples=1, prompts=prompts
+    )
+    cfg = show_config.compose("r3_countdown", ["+r3_scale=cpu", *overrides])
+    assert not show_config.validate(cfg)
+    assert cfg.r3.retry_prompt == "" and cfg.r3.reflection_prompt == prompts["reflection_prompt"]
 
 
 def test_pipeline_commands_name_the_recipe_the_data_and_the_seed(tmp_path):
@@ -432,6 +528,37 @@ def test_pipeline_commands_name_the_recipe_the_data_and_the_seed(tmp_path):
     assert ev[1:5] == ["-m", "r3_plugin", "evaluate", "run"] and "--no-control" not in ev  # the control runs
     assert ev[ev.index("--backend") + 1] == "vllm" and ev[ev.index("--seed") + 1] == "5"
     assert ev[ev.index("--data") + 1] == str(tmp_path / "test.parquet")
+    assert "--retry-prompt" not in ev
+    ev = pipeline.evaluate_command(tmp_path / "m", tmp_path / "t", tmp_path / "e", "x", 0, prompts={"retry_prompt": ""})
+    assert ev[ev.index("--retry-prompt") + 1] == ""
+
+
+def test_model_prompts_come_from_the_corpus_the_model_learnt(tmp_path):
+    """A model of the evidence corpus records the prompts it was trained with; training and evaluation
+    read them back (other models: the task's own)."""
+    from r3_plugin.tools.data.countdown import DataBuildError, model_prompts
+
+    assert model_prompts(tmp_path) == {}
+    meta = {"corpus_config": ec.corpus_record_config(ec.CorpusConfig(retry_prompt=""))}
+    (tmp_path / "r3_evidence.json").write_text(json.dumps(meta))
+    assert model_prompts(tmp_path) == {"retry_prompt": ""}
+    (tmp_path / "r3_evidence.json").write_text(
+        json.dumps({"corpus_config": ec.corpus_record_config(ec.CorpusConfig())})
+    )
+    assert model_prompts(tmp_path) == {}  # None: the task's prompt
+    (tmp_path / "r3_evidence.json").write_text("{not json")
+    with pytest.raises(DataBuildError, match="r3_evidence.json"):
+        model_prompts(tmp_path)
+
+
+def test_an_empty_retry_prompt_puts_the_retry_straight_after_the_reflection(splits, tokenizer):
+    config = ec.CorpusConfig(first_right=0.0, plain_retry=0.0, retry_prompt="", train_wrong_retry=False)
+    conv = next(c for c in ec.build_conversations(splits.sft[:40], seed=1, config=config) if c.retry)
+    assert [m["role"] for m in conv.messages] == ["user", "assistant", "user", "assistant", "assistant"]
+    assert get_task("countdown").retry_prompt not in [m["content"] for m in conv.messages]
+    ids, masks = ec.tokenize_conversations(tokenizer, [conv.messages], trained=[conv.trained_turns(False, False)])
+    text = tokenizer.decode(ids[0], skip_special_tokens=False)
+    assert f"{conv.reflection}{tokenizer.eos_token}" in text and text.count("assistant") == 3
 
 
 def _val_key(name):
@@ -494,9 +621,18 @@ def test_pipeline_skips_finished_stages_and_records_results(tmp_path, monkeypatc
     head = results["summaries"]["sft"]
     assert head["n"] == 10 and head["retry_without_reflection"]["rate"] == 0.4 and head["mcnemar_p"] == 0.5
     assert results["seed"] == 0
-    args = pipeline._parser().parse_args(["--output-dir", str(tmp_path), "--stages", "sft", "--force", "sft"])
+    # The sampled stage evaluates each model there is again at the rollout temperature.
+    args = pipeline._parser().parse_args(["--output-dir", str(tmp_path), "--stages", "sampled"])
     assert pipeline.run_pipeline(args) == 0
-    assert len(calls) == 1 and calls[0][2] == "r3_plugin.evidence.sft"
+    (sampled,) = calls
+    assert sampled[sampled.index("--temperature") + 1] == "1.0"
+    assert sampled[sampled.index("--output-dir") + 1] == str(tmp_path / "eval-sft-t1")
+    calls.clear()
+    args = pipeline._parser().parse_args(
+        ["--output-dir", str(tmp_path), "--stages", "sft", "--force", "sft", "--sft2-steps", "0"]
+    )
+    assert pipeline.run_pipeline(args) == 0
+    assert len(calls) == 1 and calls[0][2] == "r3_plugin.evidence.sft" and calls[0][4] == "cpu"
     assert json.loads((tmp_path / pipeline.RESULTS_FILE).read_text())["stages"]["sft"]["command"]
     # Two SFT stages: the second continues the first's model and writes the model the later stages use.
     calls.clear()
@@ -509,6 +645,20 @@ def test_pipeline_skips_finished_stages_and_records_results(tmp_path, monkeypatc
     assert second[second.index("--output-dir") + 1] == str(tmp_path / "two" / "sft")
     assert second[second.index("--init-from") + 1] == str(tmp_path / "two" / "sft-stage1" / "model")
     assert second[second.index("--steps") + 1] == "5" and second[second.index("--lr") + 1] == "0.0001"
+    assert first[4] == "cpu" and second[4] == pipeline.SFT2_RECIPE
+    # Extra flags reach the second stage only; once its model exists, neither stage runs again.
+    calls.clear()
+    args = pipeline._parser().parse_args(
+        ["--output-dir", str(tmp_path / "three"), "--stages", "sft", "--sft2-steps", "5", "--sft2-args", "--threads 1"]
+    )
+    assert pipeline.run_pipeline(args) == 0
+    first, second = calls
+    assert "--threads" not in first and second[-2:] == ["--threads", "1"]
+    (tmp_path / "three" / "sft" / "model").mkdir(parents=True)
+    (tmp_path / "three" / "sft" / "model" / "config.json").write_text("{}")
+    calls.clear()
+    assert pipeline.run_pipeline(args) == 0
+    assert calls == []
 
 
 def test_sft_init_from_continues_a_saved_model(tmp_path):
@@ -555,3 +705,67 @@ def test_follow_steps_yields_each_logged_step_once_and_waits_for_validation(tmp_
     assert [step for step, _ in seen] == [0, 1, 2]
     assert seen[0][1]["val-aux/toy/first_try_acc/mean@1"] == 0.5 and seen[2][1]["r3/reward/mean"] == 0.5
     assert run.process.returncode == 0
+
+
+# ----------------------------------------------------------------------------------------- reflections
+
+
+def test_reflection_kinds_are_counted_from_verl_rollout_dumps_and_evaluations(tmp_path, capsys):
+    """The diagnostic behind docs/evidence.md's reflection tables, on files shaped like verl's
+    ``rollout/N.jsonl`` (decoded responses, score, ground truth) and ``r3 evaluate``'s episodes."""
+    from r3_plugin.evidence import reflections as rf
+
+    assert rf.reflection_kind("I must use each of [26, 42] exactly once to make 68.", [42, 26], 68) == "restate-right"
+    assert rf.reflection_kind("I must use each of [26, 26] exactly once to make 68.", [42, 26], 68) == "restate-wrong"
+    assert rf.reflection_kind("Using [26, 42] to make 67: 26 + 42 = 68.", [42, 26], 68) == "restate-wrong"
+    assert rf.reflection_kind(ec._VAGUE[2], [1, 2], 3) == "vague"
+    assert rf.reflection_kind("I used 4 more than once.", [1, 2], 3) == "other"
+
+    def row(reflection, score, numbers=(26, 42), target=68):
+        turns = ["<think> 26 * 42 = 1092 </think> <answer> 26 * 42 </answer>\nuser\nReflect.", reflection]
+        output = "\nassistant\n".join([*turns[:1], reflection + "\nuser\nNow try again.", "<think> x </think>"])
+        return {"output": output, "score": score, "gts": {"numbers": list(numbers), "target": target}}
+
+    run = tmp_path / "run"
+    (run / "rollout").mkdir(parents=True)
+    first_try_passed = {
+        "output": "<think> 26 + 42 = 68 </think>",
+        "score": 1.0,
+        "gts": {"numbers": [26, 42], "target": 68},
+    }
+    lines = [row("I must use each of [26, 42] exactly once to make 68.", 1.0), row(ec._VAGUE[0], 0.0), first_try_passed]
+    (run / "rollout" / "2.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    (run / "rollout" / "10.jsonl").write_text(
+        json.dumps(row("I must use each of [2, 42] exactly once to make 68.", 0.0))
+    )
+    steps = rf.by_step(run)
+    assert list(steps) == [2, 10]
+    assert steps[2]["restate-right"] == {"n": 1, "passed": 1} and steps[2]["vague"] == {"n": 1, "passed": 0}
+    assert steps[10]["restate-wrong"] == {"n": 1, "passed": 0} and sum(t["n"] for t in steps[10].values()) == 1
+    assert rf.main([str(run)]) == 0
+    table = capsys.readouterr().out
+    assert "| 2 | 1 (1) | 0 | 1 (0) | 0 |" in table and "| 10 | 0 | 1 (0) | 0 | 0 |" in table
+    assert rf.main([str(tmp_path / "missing")]) == 2
+    assert rf.main([str(tmp_path)]) == 2 and "no N.jsonl rollout dumps" in capsys.readouterr().err
+
+    episode = {
+        "ground_truth": {"numbers": [26, 42], "target": 68},
+        "reflect": {
+            "first_try_passed": False,
+            "second_try_passed": True,
+            "rounds": [{"reflection": {"text": "I must use each of [42, 26] exactly once to make 68."}}],
+        },
+    }
+    (tmp_path / "episodes.jsonl").write_text(json.dumps(episode) + "\n")
+    assert rf.tally(rf.evaluation_reflections(tmp_path / "episodes.jsonl"))["restate-right"] == {"n": 1, "passed": 1}
+    # The pipeline writes both tables into OUTPUT_DIR/reflections.md.
+    from r3_plugin.evidence import pipeline
+
+    out = tmp_path / "pipe"
+    (out / "rl-reflection").mkdir(parents=True)
+    (out / "rl-reflection" / "rollout").symlink_to(run / "rollout")
+    (out / "eval-sft").mkdir()
+    (out / "eval-sft" / "episodes.jsonl").write_text(json.dumps(episode) + "\n")
+    md = pipeline.write_reflection_tables(out, ["reflection"], {"sft": out / "eval-sft"}).read_text()
+    assert "credit=reflection" in md and "| 2 | 1 (1) | 0 | 1 (0) | 0 |" in md and "| sft | 1 (1) | 0 | 0 | 0 |" in md
+    assert pipeline.write_reflection_tables(tmp_path / "empty", ["reflection"], {}) is None

@@ -15,5 +15,8 @@
 
 ``corpus`` writes synthetic R3 conversations (attempt, reflection, retry) labelled by the real
 countdown verifier; ``tokenizer`` trains a small ChatML tokenizer on them; ``sft`` trains a small
-Qwen2 from scratch on the corpus. scripts/gpu/evidence.md runs the whole pipeline on one GPU.
+Qwen2 from scratch on the corpus; ``pipeline`` runs SFT, evaluation, R3 through verl's trainer and
+the comparison on CPU in one command; ``reflections`` counts which reflections the model writes and
+how often the retry after each passes (docs/evidence.md). scripts/gpu/evidence.md runs the pipeline
+on one GPU.
 """

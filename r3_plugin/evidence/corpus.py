@@ -25,6 +25,11 @@ on purpose: it is the mechanism R3 is meant to find and strengthen, and the corp
 strong it starts. A plain retry succeeds as often as a retry after a vague reflection by default
 (neither carries information about the error), so the control is fair.
 
+``reflection_style`` changes what accurate and wrong reflections say: ``restate`` (the evidence
+run's second SFT stage) restates the task's numbers, right or miscopied, and the retry uses the
+numbers its reflection wrote; ``propose`` adds an equation that the retry carries out. With
+``retry_prompt=""`` the retry follows the reflection without a user turn in between.
+
 By default the loss skips wrong first attempts (they stay in the context of their reflection): a
 model trained on them learns to make those errors on purpose (the first from-scratch runs reused a
 number, as a quarter of the corpus's wrong attempts do); its own mistakes come from lack of skill.
@@ -79,6 +84,7 @@ ACCURATE, VAGUE, WRONG = "accurate", "vague", "wrong"
 DIAGNOSES = (ACCURATE, VAGUE, WRONG)
 DEFAULT_OPERAND_COUNTS = (3,)
 THINK_FORMATS = ("equation", "steps")
+REFLECTION_STYLES = ("diagnose", "restate", "propose")
 SOLUTIONS = ("witness", "canonical")
 _MAX_REDRAWS = 50
 _LITERAL = re.compile(r"\d+")
@@ -115,6 +121,24 @@ class CorpusConfig:
     think: str = "equation"
     #: The right answer shown: the generator's random witness, or :func:`canonical_solution`.
     solution: str = "witness"
+    #: What accurate and wrong reflections say: ``diagnose`` names an error (the actual one, or one
+    #: that did not happen) and the retry is a fresh attempt, right with ``retry_success``;
+    #: ``restate`` restates the task ("I must use each of [a, b] exactly once to make t."), with the
+    #: task's numbers (accurate) or a wrong list (wrong), and the retry uses the restated numbers;
+    #: ``propose`` restates the task and proposes an equation, right (accurate) or missing the target
+    #: (wrong), and the retry carries it out. With ``restate`` and ``propose`` what the reflection says
+    #: decides the retry through copying from a near-fixed offset, which a small model learns; a vague
+    #: reflection says nothing and its retry is a fresh attempt (right with ``retry_success["vague"]``).
+    reflection_style: str = "diagnose"
+    #: How many of the vague reflections' wordings are used (the first N).
+    vague_variants: int = len(_VAGUE)
+    #: The user message between the reflection and the retry: None, the task's; "" none, so the retry
+    #: follows the reflection at once (``r3.retry_prompt`` must then be "" in training and evaluation).
+    retry_prompt: str | None = None
+    #: Train on wrong retries too (False: a wrong retry is context only, so the model never learns to
+    #: fail a retry on purpose; its retries are its best attempt, as its first attempts are). A retry
+    #: that carries out a ``restate``/``propose`` reflection is trained either way.
+    train_wrong_retry: bool = True
 
     def __post_init__(self) -> None:
         for name in ("first_right", "repeat_error", "plain_retry", "plain_retry_success"):
@@ -131,6 +155,14 @@ class CorpusConfig:
                 raise ValueError(
                     f"CorpusConfig.retry_success[{key!r}] must be a diagnosis in {DIAGNOSES} with p in [0, 1]"
                 )
+        if self.reflection_style not in REFLECTION_STYLES:
+            raise ValueError(
+                f"CorpusConfig.reflection_style must be one of {REFLECTION_STYLES}, got {self.reflection_style!r}"
+            )
+        if self.reflection_style == "propose" and self.think != "steps":
+            raise ValueError('CorpusConfig.reflection_style="propose" needs think="steps" (the retry copies the steps)')
+        if not 1 <= self.vague_variants <= len(_VAGUE):
+            raise ValueError(f"CorpusConfig.vague_variants must be in 1..{len(_VAGUE)}, got {self.vague_variants}")
 
 
 def parse_mix(text: str, known: Sequence[str], what: str) -> dict[str, float]:
@@ -201,6 +233,32 @@ def add_mix_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.train_wrong_first,
         help="also train on wrong first attempts (default: they are context only)",
     )
+    parser.add_argument(
+        "--reflection-style",
+        choices=REFLECTION_STYLES,
+        default=d.reflection_style,
+        help="what accurate and wrong reflections say: diagnose an error (the retry is a fresh attempt), "
+        "restate the task's numbers (the retry uses them), or propose an equation (the retry carries it "
+        "out; needs --think steps) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--vague-variants",
+        type=int,
+        default=d.vague_variants,
+        help=f"how many wordings of the vague reflection to use, 1..{len(_VAGUE)} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retry-prompt",
+        default=d.retry_prompt,
+        help="user message between the reflection and the retry (default: the task's; '' for none, so that "
+        "the retry follows the reflection at once)",
+    )
+    parser.add_argument(
+        "--train-wrong-retry",
+        action=argparse.BooleanOptionalAction,
+        default=d.train_wrong_retry,
+        help="train on wrong retries too (--no-train-wrong-retry: they are context only) (default: %(default)s)",
+    )
 
 
 def mix_from_args(args: argparse.Namespace) -> CorpusConfig:
@@ -214,6 +272,10 @@ def mix_from_args(args: argparse.Namespace) -> CorpusConfig:
             plain_retry=args.plain_retry,
             plain_retry_success=args.plain_retry_success,
             train_wrong_first=args.train_wrong_first,
+            reflection_style=args.reflection_style,
+            vague_variants=args.vague_variants,
+            train_wrong_retry=args.train_wrong_retry,
+            retry_prompt=args.retry_prompt,
             think=args.think,
             solution=args.solution,
         )
@@ -320,13 +382,18 @@ class R3Conversation:
     retry: Attempt | None = None
     #: True: the retry followed the plain retry prompt, without a reflection.
     plain_retry: bool = False
+    #: True: the retry carries out what the reflection said (``restate``/``propose`` styles).
+    carried: bool = False
 
-    def trained_turns(self, train_wrong_first: bool = False) -> list[bool]:
+    def trained_turns(self, train_wrong_first: bool = False, train_wrong_retry: bool = True) -> list[bool]:
         """Per message: whether its tokens are trained (assistant turns; a wrong first attempt only
-        with ``train_wrong_first``)."""
+        with ``train_wrong_first``; a wrong retry only with ``train_wrong_retry`` or when it carries out
+        its reflection, which teaches the retry to follow what the reflection says)."""
         out = [m["role"] == "assistant" for m in self.messages]
         if not (train_wrong_first or self.first.passed):
             out[out.index(True)] = False
+        if self.retry is not None and not (train_wrong_retry or self.retry.passed or self.carried):
+            out[len(out) - 1 - out[::-1].index(True)] = False
         return out
 
     def record(self) -> dict[str, Any]:
@@ -545,6 +612,66 @@ def wrong_diagnosis(task: CountdownTask, attempt: Attempt, rng: random.Random) -
     return rng.choice(claims)
 
 
+def fix_text(task: CountdownTask, expr: str) -> str:
+    """The reflection of the ``propose`` style: the task restated and the operations of ``expr``
+    one by one, as a retry's ``<think>`` writes them."""
+    steps = ", ".join(text for text, _ in equation_steps(expr)) or expr
+    return f"Using {list(task.numbers)} to make {task.target}: {steps}."
+
+
+def wrong_fix(task: CountdownTask, rng: random.Random) -> str | None:
+    """An equation with the task's numbers that does not reach the target (None: none found)."""
+    for _ in range(_MAX_REDRAWS):
+        expr = _wrong_expression(task, WRONG_VALUE, rng)
+        if expr is None:
+            continue
+        try:
+            evaluate_expression(expr)
+        except ZeroDivisionError:
+            continue
+        return expr
+    return None
+
+
+def restate_text(numbers: Sequence[int], target: int) -> str:
+    """The reflection of the ``restate`` style: the numbers and target restated, last, so that the
+    retry copies them from a near-fixed offset."""
+    return f"I must use each of {list(numbers)} exactly once to make {target}."
+
+
+def wrong_numbers(task: CountdownTask, rng: random.Random) -> list[int]:
+    """The task's numbers with one miscopied: another of them (reused) or a number not in the list."""
+    numbers = list(task.numbers)
+    i = rng.randrange(len(numbers))
+    others = [v for j, v in enumerate(numbers) if j != i and v != numbers[i]]
+    if others and rng.random() < 0.5:
+        numbers[i] = rng.choice(others)
+        return numbers
+    choices = [v for v in range(1, max(numbers) + 11) if v not in task.numbers]
+    numbers[i] = rng.choice(choices)
+    return numbers
+
+
+def _with_numbers(expr: str, given: Sequence[int], shown: Sequence[int]) -> str:
+    """``expr`` with each literal that is one of ``given`` replaced by its counterpart in ``shown``."""
+    pool = list(zip(given, shown, strict=True))
+    out, last = [], 0
+    for m in _LITERAL.finditer(expr):
+        value = int(m.group())
+        for k, (g, v) in enumerate(pool):
+            if g == value:
+                out.append(expr[last : m.start()] + str(v))
+                last = m.end()
+                del pool[k]
+                break
+    return "".join(out) + expr[last:]
+
+
+def _numbers_kind(task: CountdownTask, expr: str) -> str:
+    outside, _, _ = _number_errors(task, expr)
+    return NOT_IN_LIST if outside else REUSED
+
+
 def reflection_text(task: CountdownTask, attempt: Attempt, diagnosis: str, rng: random.Random) -> str:
     if diagnosis == ACCURATE:
         return accurate_diagnosis(task, attempt)
@@ -659,12 +786,37 @@ def build_conversation(
         success = config.plain_retry_success
     else:
         diagnosis = _pick(config.diagnosis_weights, rng)
-        reflection = reflection_text(task, first, diagnosis, rng)
+        style = config.reflection_style
+        if diagnosis == VAGUE:
+            reflection = rng.choice(_VAGUE[: config.vague_variants])
+        elif style == "diagnose":
+            reflection = reflection_text(task, first, diagnosis, rng)
+        success = config.retry_success.get(diagnosis, 0.0)
+        carried: str | None = None  # the retry's equation when the reflection decides it
+        if diagnosis != VAGUE and style == "propose":
+            carried = task.solution if diagnosis == ACCURATE else wrong_fix(task, rng)
+            if carried is not None:
+                reflection = fix_text(task, carried)
+        elif diagnosis != VAGUE and style == "restate" and task.solution is not None:
+            shown = list(task.numbers) if diagnosis == ACCURATE else wrong_numbers(task, rng)
+            reflection = restate_text(shown, task.target)
+            carried = _with_numbers(task.solution, task.numbers, shown)
+        if reflection is None:  # nothing to propose for this task (no witness): diagnose instead
+            reflection = reflection_text(task, first, diagnosis, rng)
         messages.append({"role": "user", "content": registered.reflection_prompt})
         messages.append({"role": "assistant", "content": reflection})
-        if registered.retry_prompt:
-            messages.append({"role": "user", "content": registered.retry_prompt})
-        success = config.retry_success.get(diagnosis, 0.0)
+        retry_prompt = registered.retry_prompt if config.retry_prompt is None else config.retry_prompt
+        if retry_prompt:
+            messages.append({"role": "user", "content": retry_prompt})
+        if carried is not None:  # the retry follows the reflection, right or wrong
+            value = _value_text(evaluate_expression(carried))
+            if diagnosis == ACCURATE:
+                kind = RIGHT
+            else:
+                kind = WRONG_VALUE if style == "propose" else _numbers_kind(task, carried)
+            retry = _label(task, _attempt_text(carried, value, config.think), carried, kind)
+            messages.append({"role": "assistant", "content": retry.text})
+            return R3Conversation(task, messages, first, diagnosis, reflection, retry, carried=True)
     retry: Attempt | None = None
     if rng.random() >= success:
         kind = first.kind if rng.random() < config.repeat_error else _pick(config.error_weights, rng)
@@ -981,7 +1133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     t3 = time.perf_counter()
     ids, masks = tokenize_conversations(
-        tokenizer, [c.messages for c in convs], trained=[c.trained_turns(config.train_wrong_first) for c in convs]
+        tokenizer,
+        [c.messages for c in convs],
+        trained=[c.trained_turns(config.train_wrong_first, config.train_wrong_retry) for c in convs],
     )
     t4 = time.perf_counter()
     write_rl_data(splits, out / "data")

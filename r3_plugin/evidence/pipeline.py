@@ -17,18 +17,24 @@
 
 Stages (each skipped when its output already exists, so a killed run resumes where it stopped):
 
-1. ``sft``: ``python -m r3_plugin.evidence.sft --recipe cpu`` -> OUTPUT_DIR/sft/{model,data,train_log.jsonl}
+1. ``sft``: ``python -m r3_plugin.evidence.sft --recipe cpu`` -> OUTPUT_DIR/sft-stage1/model (first
+   attempts), then ``--recipe cpu-fix --init-from`` that model (``--sft2-steps``; reflections that
+   restate the task, retried without a retry prompt) -> OUTPUT_DIR/sft/{model,data,train_log.jsonl}
 2. ``before``: ``r3 evaluate run --backend vllm`` of the SFT model on the held-out test split
-   (first try, retry without reflection, reflect-then-retry; Wilson 95% intervals) -> OUTPUT_DIR/eval-sft
+   (first try, retry without reflection, reflect-then-retry; Wilson 95% intervals; greedy) -> OUTPUT_DIR/eval-sft
 3. ``rl``: ``python -m verl.trainer.main_ppo +recipe=r3_countdown +r3_scale=cpu`` (online R3 on the RL
    split; validation on the dev split, never the test split), HF actor saved at the last step and
    copied to OUTPUT_DIR/rl-<credit>/model
 4. ``after``: the same evaluation of the R3 model -> OUTPUT_DIR/eval-r3-<credit>
 5. ``compare``: ``r3 evaluate compare`` -> OUTPUT_DIR/compare/{compare.md,compare.json,compare.png}
-6. ``plot``: the training curve (reward, retry success, validation) from verl's metrics -> OUTPUT_DIR/curve.png
+6. ``sampled``: both evaluations again at ``--sampled-temperature`` (R3's rollout temperature) ->
+   OUTPUT_DIR/eval-*-tT, OUTPUT_DIR/compare-tT
+7. ``plot``: the training curve (reward, retry success, validation) from verl's metrics -> OUTPUT_DIR/curve.png,
+   and OUTPUT_DIR/reflections.md (failed episodes by kind of reflection, per R3 step and per evaluation)
 
-``--ablation`` adds ``r3.credit=reflection_and_retry`` as a second RL run (and its evaluation).
-Every stage's command and wall time go to OUTPUT_DIR/results.json.
+Training and evaluation pose the episode the way the SFT model learnt it (``model_prompts``: its
+corpus's retry prompt). ``--ablation`` adds ``r3.credit=reflection_and_retry`` as a second RL run
+(and its evaluations). Every stage's command and wall time go to OUTPUT_DIR/results.json.
 """
 
 from __future__ import annotations
@@ -45,11 +51,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from r3_plugin.local.trainer_run import validation_metric
+from r3_plugin.local.trainer_run import prompt_overrides, validation_metric
+from r3_plugin.tools.data.countdown import model_prompts
 
-STAGES = ("sft", "before", "rl", "after", "compare", "plot")
+STAGES = ("sft", "before", "rl", "after", "compare", "sampled", "plot")
 CREDITS = ("reflection", "reflection_and_retry")
 RESULTS_FILE = "results.json"
+#: The second SFT stage's recipe (r3_plugin.evidence.sft.RECIPES): reflections that restate the task.
+SFT2_RECIPE = "cpu-fix"
 #: Per-turn token caps for evaluation and training: an attempt of the "steps" format is ~40 tokens.
 TURN_TOKENS = 64
 
@@ -57,13 +66,15 @@ TURN_TOKENS = 64
 # ----------------------------------------------------------------------------------------- commands
 
 
-def sft_command(run_dir: Path, seed: int, extra: Sequence[str] = (), python: str | None = None) -> list[str]:
+def sft_command(
+    run_dir: Path, seed: int, extra: Sequence[str] = (), python: str | None = None, recipe: str = "cpu"
+) -> list[str]:
     return [
         python or sys.executable,
         "-m",
         "r3_plugin.evidence.sft",
         "--recipe",
-        "cpu",
+        recipe,
         "--output-dir",
         str(run_dir),
         "--seed",
@@ -74,8 +85,18 @@ def sft_command(run_dir: Path, seed: int, extra: Sequence[str] = (), python: str
 
 
 def evaluate_command(
-    model: Path, data: Path, out_dir: Path, label: str, seed: int, python: str | None = None, limit: int | None = None
+    model: Path,
+    data: Path,
+    out_dir: Path,
+    label: str,
+    seed: int,
+    python: str | None = None,
+    limit: int | None = None,
+    prompts: Mapping[str, str] | None = None,
+    temperature: float | None = None,
 ) -> list[str]:
+    """``r3 evaluate run`` with the vLLM backend (greedy unless ``temperature``); ``prompts`` (e.g.
+    ``{"retry_prompt": ""}``) pose the episode the way the model was trained."""
     cmd = [
         python or sys.executable,
         "-m",
@@ -102,16 +123,30 @@ def evaluate_command(
     ]
     if limit:
         cmd += ["--limit", str(limit)]
+    for key, text in (prompts or {}).items():
+        cmd += ["--" + key.replace("_", "-"), text]
+    if temperature:
+        cmd += ["--temperature", str(temperature)]
     return cmd
 
 
 def rl_overrides(
-    *, steps: int, credit: str, seed: int, batch: int, group: int, lr: float, val_samples: int
+    *,
+    steps: int,
+    credit: str,
+    seed: int,
+    batch: int,
+    group: int,
+    lr: float,
+    val_samples: int,
+    prompts: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """main_ppo overrides after ``+recipe=r3_countdown +r3_scale=cpu``: online R3, HF actor saved at the end."""
+    """main_ppo overrides after ``+recipe=r3_countdown +r3_scale=cpu``: online R3, HF actor saved at the
+    end; ``prompts`` (e.g. ``{"retry_prompt": ""}``) pose the episode the way the model was trained."""
     if credit not in CREDITS:
         raise ValueError(f"credit must be one of {CREDITS}, got {credit!r}")
     return [
+        *prompt_overrides(prompts or {}),
         f"r3.credit={credit}",
         f"r3.attempt_max_tokens={TURN_TOKENS}",
         f"r3.reflection_max_tokens={TURN_TOKENS}",
@@ -290,16 +325,20 @@ def run_pipeline(args: argparse.Namespace) -> int:
         return rc or 1
 
     # 1. SFT (optionally in two stages: the second continues the first's model with its own schedule)
-    sft_runs: list[tuple[str, Path, list[str]]] = []
+    sft_runs: list[tuple[str, Path, list[str], str]] = []
     extra = shlex.split(args.sft_args or "")
     if args.sft2_steps:
         stage1 = out / "sft-stage1"
         cont = ["--init-from", str(stage1 / "model"), "--steps", str(args.sft2_steps), "--lr", str(args.sft2_lr)]
-        sft_runs = [("sft-stage1", stage1, extra), ("sft", sft_dir, [*cont, "--warmup-steps", "20"])]
+        cont += shlex.split(args.sft2_args or "")
+        sft_runs = [("sft-stage1", stage1, extra, "cpu"), ("sft", sft_dir, cont, SFT2_RECIPE)]
     else:
-        sft_runs = [("sft", sft_dir, extra)]
-    for name, run_dir, flags in sft_runs if "sft" in wanted else []:
+        sft_runs = [("sft", sft_dir, extra, "cpu")]
+    final_done = (sft_model / "config.json").exists() and "sft" not in forced
+    for name, run_dir, flags, recipe in sft_runs if "sft" in wanted else []:
         model_dir = run_dir / "model"
+        if final_done and run_dir != sft_dir:  # the stage that continues it is done: nothing to redo
+            continue
         if (model_dir / "config.json").exists() and "sft" not in forced:
             _say(f"{name}: done ({model_dir})")
             meta_path = model_dir / "r3_evidence.json"
@@ -308,7 +347,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
                 secs = sum((meta.get("seconds") or {}).values())
                 record(name, None, round(secs, 1), model=str(model_dir), sft_command=meta.get("command"))
         else:
-            cmd = sft_command(run_dir, args.seed, flags)
+            cmd = sft_command(run_dir, args.seed, flags, recipe=recipe)
             _say(f"{name}: " + shlex.join(cmd))
             rc, secs = run_logged(cmd, out / "logs" / f"{name}.log")
             if rc:
@@ -323,7 +362,13 @@ def run_pipeline(args: argparse.Namespace) -> int:
             _say(f"before: done ({evals['sft']})")
         else:
             cmd = evaluate_command(
-                sft_model, data / "test.parquet", evals["sft"], "SFT", args.seed, limit=args.eval_limit
+                sft_model,
+                data / "test.parquet",
+                evals["sft"],
+                "SFT",
+                args.seed,
+                limit=args.eval_limit,
+                prompts=model_prompts(sft_model),
             )
             _say("before: " + shlex.join(cmd))
             rc, secs = run_logged(cmd, out / "logs" / "eval-sft.log")
@@ -351,6 +396,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
                     group=args.rl_group,
                     lr=args.rl_lr,
                     val_samples=args.val_samples,
+                    prompts=model_prompts(sft_model),
                 )
                 cmd = main_ppo_command(
                     "r3_countdown",
@@ -408,7 +454,15 @@ def run_pipeline(args: argparse.Namespace) -> int:
                 _say(f"{name}: done ({target})")
             else:
                 label = "SFT + R3" if credit == "reflection" else f"SFT + R3 ({credit})"
-                cmd = evaluate_command(rl_model, data / "test.parquet", target, label, args.seed, limit=args.eval_limit)
+                cmd = evaluate_command(
+                    rl_model,
+                    data / "test.parquet",
+                    target,
+                    label,
+                    args.seed,
+                    limit=args.eval_limit,
+                    prompts=model_prompts(sft_model),
+                )
                 _say(f"{name}: " + shlex.join(cmd))
                 rc, secs = run_logged(cmd, out / "logs" / f"eval-r3-{credit}.log")
                 if rc:
@@ -433,6 +487,49 @@ def run_pipeline(args: argparse.Namespace) -> int:
         else:
             _say("compare: skipped (needs the before and an after evaluation)")
 
+    # 5b. the same evaluations with sampling, at the temperature R3 trains with
+    if "sampled" in wanted and args.sampled_temperature > 0:
+        t = args.sampled_temperature
+        sampled: dict[str, Path] = {}
+        models = {"sft": (sft_model, "SFT")} | {
+            f"r3-{c}": (out / f"rl-{c}" / "model", "SFT + R3" if c == "reflection" else f"SFT + R3 ({c})")
+            for c in credits
+        }
+        for key, (model, label) in models.items():
+            if not (model / "config.json").exists():
+                continue
+            target = out / f"eval-{key}-t{t:g}"
+            sampled[key] = target
+            name = f"sampled-{key}"
+            if _eval_done(target) and "sampled" not in forced:
+                _say(f"{name}: done ({target})")
+                continue
+            cmd = evaluate_command(
+                model,
+                data / "test.parquet",
+                target,
+                f"{label}, T={t:g}",
+                args.seed,
+                limit=args.eval_limit,
+                prompts=model_prompts(sft_model),
+                temperature=t,
+            )
+            _say(f"{name}: " + shlex.join(cmd))
+            rc, secs = run_logged(cmd, out / "logs" / f"eval-{key}-t{t:g}.log")
+            if rc:
+                return fail(name, rc, out / "logs" / f"eval-{key}-t{t:g}.log")
+            record(name, cmd, secs, summary=str(target / "summary.json"))
+            _say(f"{name}: done in {secs:.0f} s")
+        if len(sampled) >= 2:
+            cmd = [sys.executable, "-m", "r3_plugin", "evaluate", "compare", *map(str, sampled.values())]
+            cmd += ["--output-dir", str(out / f"compare-t{t:g}")]
+            rc, secs = run_logged(cmd, out / "logs" / f"compare-t{t:g}.log")
+            if rc:
+                return fail("compare-sampled", rc, out / "logs" / f"compare-t{t:g}.log")
+            record("compare-sampled", cmd, secs, table=str(out / f"compare-t{t:g}" / "compare.md"))
+            _say(f"compare (T={t:g}):\n" + (out / f"compare-t{t:g}" / "compare.md").read_text())
+        evals |= {f"{k}-t{t:g}": v for k, v in sampled.items()}
+
     # 6. plot
     if "plot" in wanted:
         runs = {c: read_metrics(out / f"rl-{c}" / "metrics.jsonl") for c in credits}
@@ -442,10 +539,36 @@ def run_pipeline(args: argparse.Namespace) -> int:
             png = plot_curve(runs, out / "curve.png")
             record("plot", None, round(time.monotonic() - started, 1), png=str(png))
             _say(f"plot: {png}")
+        table = write_reflection_tables(out, credits, evals)
+        if table:
+            _say(f"reflections: {table}")
     results["summaries"] = {k: _headline(v) for k, v in evals.items() if _eval_done(v)}
     save_results(out, results)
     _say(f"all done; {out / RESULTS_FILE}")
     return 0
+
+
+def write_reflection_tables(out: Path, credits: Sequence[str], evals: Mapping[str, Path]) -> Path | None:
+    """OUTPUT_DIR/reflections.md: per R3 step and per evaluation, the failed episodes by kind of
+    reflection and how many retries after each passed (:mod:`r3_plugin.evidence.reflections`)."""
+    from r3_plugin.evidence import reflections
+
+    parts = []
+    for credit in credits:
+        if (out / f"rl-{credit}" / "rollout").is_dir():
+            table = reflections.render(reflections.by_step(out / f"rl-{credit}"), "step")
+            parts.append(f"## R3 training, credit={credit} (sampled, temperature 1)\n\n{table}")
+    done = {k: v / "episodes.jsonl" for k, v in evals.items() if (v / "episodes.jsonl").exists()}
+    if done:
+        rows = {k: reflections.tally(reflections.evaluation_reflections(p)) for k, p in done.items()}
+        table = reflections.render(rows, "run")
+        parts.append(f"## Evaluations on the test tasks (greedy; -tT: sampled at temperature T)\n\n{table}")
+    if not parts:
+        return None
+    path = out / "reflections.md"
+    head = "# Failed episodes by kind of reflection: episodes (retries that passed)\n\n"
+    path.write_text(head + "\n\n".join(parts) + "\n")
+    return path
 
 
 def _headline(eval_dir: Path) -> dict[str, Any]:
@@ -474,15 +597,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sft2-steps",
         type=int,
-        default=0,
+        default=1000,
         help="a second SFT stage of this many steps that continues the first stage's model (0: one stage)",
     )
     p.add_argument("--sft2-lr", type=float, default=1e-3, help="peak learning rate of the second SFT stage")
-    p.add_argument("--rl-steps", type=int, default=25, help="R3 training steps")
+    p.add_argument(
+        "--sft2-args",
+        help=f"extra flags for the second SFT stage (after --recipe {SFT2_RECIPE} and its --init-from/--steps/--lr), "
+        "one string",
+    )
+    p.add_argument("--rl-steps", type=int, default=60, help="R3 training steps")
     p.add_argument("--rl-batch", type=int, default=16, help="prompts per R3 step")
     p.add_argument("--rl-group", type=int, default=8, help="episodes per prompt (GRPO group)")
-    p.add_argument("--rl-lr", type=float, default=2e-4, help="actor learning rate")
+    p.add_argument("--rl-lr", type=float, default=1e-4, help="actor learning rate")
     p.add_argument("--val-samples", type=int, default=200, help="dev tasks validated before and after R3 training")
+    p.add_argument(
+        "--sampled-temperature",
+        type=float,
+        default=1.0,
+        help="also evaluate every model at this sampling temperature (R3's rollouts use 1.0); 0: greedy only",
+    )
     p.add_argument("--eval-limit", type=int, help="evaluate only the first N test tasks (smoke runs)")
     p.add_argument("--ablation", action="store_true", help="also train and evaluate r3.credit=reflection_and_retry")
     return p

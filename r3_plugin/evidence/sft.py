@@ -125,6 +125,32 @@ RECIPES: dict[str, dict[str, Any]] = {
         "save_dtype": "float32",
     },
 }
+# The second stage of the evidence run (continues a `cpu` model with --init-from). The first stage's
+# model copies a task's numbers into its first attempt (always ~70 tokens after them) but not into a
+# retry 150 tokens later, so its retries almost never pass (docs/evidence.md). Here a useful reflection
+# restates the numbers and the target, and the retry follows at once (no retry prompt: the episode is
+# trained and evaluated with r3.retry_prompt='') and uses the numbers the reflection wrote, right or
+# wrong (such retries are trained either way, so the retry learns to follow its reflection; other
+# wrong retries are context only). Restating reflections are a minority (30% right, 18% with a
+# miscopied number) beside one vague wording (52%), so the model's greedy reflection is the vague one
+# and which reflection helps is left for R3 to find from the verifier's reward.
+RECIPES["cpu-fix"] = {
+    **RECIPES["cpu"],
+    "steps": 1000,
+    "lr": 1e-3,
+    "warmup_steps": 20,
+    "stop_at_accuracy": 0.0,
+    "keep_best": False,
+    "first_right": 0.15,
+    "diagnosis_weights": "accurate=0.3,vague=0.52,wrong=0.18",
+    "retry_success": "accurate=1,vague=0.35,wrong=0",
+    "plain_retry": 0.15,
+    "plain_retry_success": 0.35,
+    "reflection_style": "restate",
+    "vague_variants": 1,
+    "train_wrong_retry": False,
+    "retry_prompt": "",
+}
 MAX_POSITIONS = 2048  # the countdown recipe's prompt (512) + episode (1536) budget
 
 
@@ -389,7 +415,7 @@ def train(cfg: SFTConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
             split_digits=not cfg.number_tokens,
         )
         tokenizer = as_served(tokenizer)  # the ids vLLM and verl will produce from the saved model
-    trained = [c.trained_turns(cfg.mix.train_wrong_first) for c in convs]
+    trained = [c.trained_turns(cfg.mix.train_wrong_first, cfg.mix.train_wrong_retry) for c in convs]
     ids, masks = tokenize_conversations(tokenizer, [c.messages for c in convs], trained=trained)
     write_rl_data(splits, out / "data")
     if cfg.write_corpus:
@@ -612,6 +638,10 @@ def _parse_args(argv: Sequence[str] | None) -> SFTConfig:
         "plain_retry",
         "plain_retry_success",
         "train_wrong_first",
+        "reflection_style",
+        "vague_variants",
+        "train_wrong_retry",
+        "retry_prompt",
         "think",
         "solution",
         "operand_counts",

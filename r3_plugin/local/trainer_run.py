@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,19 @@ def main_ppo_command(
         f"trainer.default_local_dir={out / 'checkpoints'}",
         *overrides,
     ]
+
+
+def hydra_string(text: str) -> str:
+    """``text`` as a Hydra override value: single-quoted, so that "" and text with spaces, commas or
+    brackets stay one string (Hydra's rule: escape quotes, and backslashes only before a quote or the end)."""
+    doubled = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, text)
+    return "'" + doubled.replace("'", "\\'") + "'"
+
+
+def prompt_overrides(prompts: Mapping[str, str], prefix: str = "") -> list[str]:
+    """``r3.<key>='<text>'`` for episode prompts a model was trained with (``model_prompts``), e.g.
+    ``{"retry_prompt": ""}`` -> ``["r3.retry_prompt=''"]``; ``prefix`` is Hydra's ``+``/``++``."""
+    return [f"{prefix}r3.{key}={hydra_string(text)}" for key, text in prompts.items()]
 
 
 def run_env(out_dir: str | os.PathLike, extra: Mapping[str, str] | None = None) -> dict[str, str]:

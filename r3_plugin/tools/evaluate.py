@@ -84,6 +84,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run_p.add_argument("--retry-max-tokens", type=positive_int, help="token cap of a retry (default: --max-tokens)")
     run_p.add_argument(
+        "--reflection-prompt",
+        help="user message that asks for the reflection (default: the task's; training's r3.reflection_prompt)",
+    )
+    run_p.add_argument(
+        "--retry-prompt",
+        help="user message between the reflection and the retry (default: the task's; '' for none, so the "
+        "retry follows the reflection at once; training's r3.retry_prompt)",
+    )
+    run_p.add_argument(
+        "--plain-retry-prompt",
+        help="user message of the 'retry without reflection' control (default: the task's; training's "
+        "r3.plain_retry_prompt)",
+    )
+    run_p.add_argument(
         "--max-episode-tokens",
         type=positive_int,
         help="token budget of a whole episode, like training's response length",
@@ -131,6 +145,9 @@ def episode_config_from_args(args: argparse.Namespace) -> EpisodeConfig:
         attempt_max_tokens=args.attempt_max_tokens,
         reflection_max_tokens=args.reflection_max_tokens,
         retry_max_tokens=args.retry_max_tokens,
+        reflection_prompt=getattr(args, "reflection_prompt", None),
+        retry_prompt=getattr(args, "retry_prompt", None),
+        plain_retry_prompt=getattr(args, "plain_retry_prompt", None),
     )
 
 

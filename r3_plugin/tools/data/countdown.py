@@ -368,6 +368,26 @@ def model_distribution(model_dir: str | os.PathLike) -> dict[str, Any] | None:
     return picked or None
 
 
+#: Episode prompts a model of ``r3_plugin.evidence`` may have been trained with other than the task's
+#: (the ``r3.*`` keys training accepts; the corpus records ``retry_prompt``).
+_PROMPT_KEYS = ("reflection_prompt", "retry_prompt")
+
+
+def model_prompts(model_dir: str | os.PathLike) -> dict[str, str]:
+    """The episode prompts a model was trained with where they differ from the task's, from the
+    ``corpus_config`` of its ``r3_evidence.json`` (e.g. ``{"retry_prompt": ""}``: the retry follows
+    the reflection at once); ``{}`` for any other model. Training (``r3.<key>``) and evaluation
+    (``--retry-prompt`` ...) must pose the episode the way the model learnt it."""
+    path = Path(model_dir) / "r3_evidence.json"
+    if not path.is_file():
+        return {}
+    try:
+        corpus = json.loads(path.read_text(encoding="utf-8")).get("corpus_config") or {}
+    except (OSError, ValueError) as exc:
+        raise DataBuildError(f"{path}: not readable JSON ({exc})") from None
+    return {k: corpus[k] for k in _PROMPT_KEYS if isinstance(corpus.get(k), str)}
+
+
 def describe_distribution(distribution: Mapping[str, Any] | None = None) -> str:
     """``"2 numbers in 1..50, targets in 1..100"``: the synthetic generator's tasks, in words."""
     d = _distribution_kwargs(distribution)
