@@ -54,7 +54,9 @@ def test_the_embedded_model_attempts_reflects_and_retries(tmp_path: Path):
     for key, text in model_prompts(model).items():  # the episode as the model learnt it
         args += ["--" + key.replace("_", "-"), text]
     assert main(args) == 0
-    m = json.loads((out / "summary.json").read_text())["metrics"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["episode"]["retry_prompt"] == ""  # recorded, and part of the resume check
+    m = summary["metrics"]
     # greedy first tries: some right, some wrong (a random model gets none; a perfect one leaves no failures)
     assert 0 < m["first_try"]["count"] < m["n"] == 24, m["first_try"]
     assert m["first_try_categories"].get("malformed_expression", 0) + m["first_try_categories"].get("no_answer", 0) <= 2
@@ -64,6 +66,8 @@ def test_the_embedded_model_attempts_reflects_and_retries(tmp_path: Path):
             continue
         turns = [msg["content"] for msg in ep["messages"] if msg["role"] == "assistant"]
         assert len(turns) == 3, turns  # attempt, reflection, retry
+        roles = [msg["role"] for msg in ep["messages"]]
+        assert roles[-2:] == ["assistant", "assistant"], roles  # --retry-prompt '': no user turn between
         reflection, retry = turns[1], turns[2]
         assert reflection and "<answer>" not in reflection, reflection
         assert "<answer>" in retry and "</answer>" in retry, retry

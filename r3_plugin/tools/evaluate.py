@@ -94,8 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run_p.add_argument(
         "--plain-retry-prompt",
-        help="user message of the 'retry without reflection' control (default: the task's; training's "
-        "r3.plain_retry_prompt)",
+        help="user message of the 'retry without reflection' control (default: the task's; evaluation only: "
+        "training has no control episodes)",
     )
     run_p.add_argument(
         "--max-episode-tokens",
