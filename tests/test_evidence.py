@@ -227,7 +227,19 @@ def test_plain_retry_conversations_are_the_evaluation_control(splits):
     assert not any(c.plain_retry for c in ec.build_conversations(splits.sft, 5, ec.CorpusConfig(plain_retry=0.0)))
 
 
-def _carried_out(config, splits, seed):
+def _carried_out(splits, seed, style, **overrides):
+    """Failed-first conversations of ``style``, every diagnosis alike (retry_success is ignored
+    wherever the reflection decides the retry)."""
+    config = ec.CorpusConfig(
+        first_right=0.0,
+        plain_retry=0.0,
+        think="steps",
+        solution="canonical",
+        reflection_style=style,
+        diagnosis_weights={"accurate": 1, "vague": 1, "wrong": 1},
+        retry_success={"accurate": 0.0, "vague": 0.5, "wrong": 1.0},
+        **overrides,
+    )
     convs = [c for c in ec.build_conversations(splits.sft[:150], seed=seed, config=config) if c.retry]
     seen = Counter(c.diagnosis for c in convs)
     assert min(seen.values()) > 20, seen
@@ -239,16 +251,7 @@ def test_proposing_reflections_decide_the_retry(splits):
     solution, and the retry carries it out (passes); a wrong one proposes an equation that misses the
     target and the retry carries that out (fails the verifier); a vague one proposes nothing and its
     retry is a fresh attempt."""
-    config = ec.CorpusConfig(
-        first_right=0.0,
-        plain_retry=0.0,
-        think="steps",
-        solution="canonical",
-        reflection_style="propose",
-        diagnosis_weights={"accurate": 1, "vague": 1, "wrong": 1},
-        retry_success={"accurate": 0.0, "vague": 0.5, "wrong": 1.0},  # ignored where a fix is proposed
-    )
-    for conv in _carried_out(config, splits, seed=11):
+    for conv in _carried_out(splits, 11, "propose"):
         reflection, retry = conv.messages[3]["content"], conv.retry
         if conv.diagnosis == ec.VAGUE:
             assert "Using [" not in reflection
@@ -274,17 +277,7 @@ def test_restating_reflections_decide_the_retry(splits):
     """reflection_style="restate": the reflection restates the numbers (the task's, or a miscopied
     list) and the target, and the retry uses the restated numbers: it passes exactly when they were
     right. One wording of the vague reflection when asked."""
-    config = ec.CorpusConfig(
-        first_right=0.0,
-        plain_retry=0.0,
-        think="steps",
-        solution="canonical",
-        reflection_style="restate",
-        vague_variants=1,
-        diagnosis_weights={"accurate": 1, "vague": 1, "wrong": 1},
-        retry_success={"accurate": 0.0, "vague": 0.5, "wrong": 1.0},  # ignored where the task is restated
-    )
-    convs = _carried_out(config, splits, seed=12)
+    convs = _carried_out(splits, 12, "restate", vague_variants=1)
     assert {c.reflection for c in convs if c.diagnosis == ec.VAGUE} == {ec._VAGUE[0]}
     for conv in (c for c in convs if c.diagnosis != ec.VAGUE):
         match = re.fullmatch(r"I must use each of \[([\d, ]+)\] exactly once to make (\d+)\.", conv.reflection)

@@ -167,6 +167,11 @@ def rl_overrides(
     ]
 
 
+def run_label(credit: str) -> str:
+    """How reports name the model R3 trained with ``credit``."""
+    return "SFT + R3" if credit == "reflection" else f"SFT + R3 ({credit})"
+
+
 # ----------------------------------------------------------------------------------------- results
 
 
@@ -324,6 +329,43 @@ def run_pipeline(args: argparse.Namespace) -> int:
         _say(f"{name}: FAILED (exit {rc}); see {log}")
         return rc or 1
 
+    def evaluate(name: str, stage: str, model: Path, target: Path, label: str, temperature: float | None = None) -> int:
+        """``r3 evaluate run`` of ``model`` on the test split into ``target``, posed as the SFT model
+        learnt the episode; skipped when done (unless ``stage`` is forced). Returns the exit code."""
+        if _eval_done(target) and stage not in forced:
+            _say(f"{name}: done ({target})")
+            return 0
+        cmd = evaluate_command(
+            model,
+            data / "test.parquet",
+            target,
+            label,
+            args.seed,
+            limit=args.eval_limit,
+            prompts=model_prompts(sft_model),
+            temperature=temperature,
+        )
+        _say(f"{name}: " + shlex.join(cmd))
+        log = out / "logs" / f"{target.name}.log"
+        rc, secs = run_logged(cmd, log)
+        if rc:
+            return fail(name, rc, log)
+        record(name, cmd, secs, summary=str(target / "summary.json"))
+        _say(f"{name}: done in {secs:.0f} s")
+        return 0
+
+    def compare(name: str, runs: Sequence[Path], target: Path, labels: Sequence[str] = ()) -> int:
+        """``r3 evaluate compare`` of ``runs`` into ``target``; returns the exit code."""
+        cmd = [sys.executable, "-m", "r3_plugin", "evaluate", "compare", *map(str, runs)]
+        cmd += (["--labels", ",".join(labels)] if labels else []) + ["--output-dir", str(target)]
+        log = out / "logs" / f"{target.name}.log"
+        rc, secs = run_logged(cmd, log)
+        if rc:
+            return fail(name, rc, log)
+        record(name, cmd, secs, table=str(target / "compare.md"))
+        _say(f"{name}:\n" + (target / "compare.md").read_text())
+        return 0
+
     # 1. SFT (optionally in two stages: the second continues the first's model with its own schedule)
     sft_runs: list[tuple[str, Path, list[str], str]] = []
     extra = shlex.split(args.sft_args or "")
@@ -357,25 +399,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
 
     # 2. before
     evals = {"sft": out / "eval-sft"}
-    if "before" in wanted:
-        if _eval_done(evals["sft"]) and "before" not in forced:
-            _say(f"before: done ({evals['sft']})")
-        else:
-            cmd = evaluate_command(
-                sft_model,
-                data / "test.parquet",
-                evals["sft"],
-                "SFT",
-                args.seed,
-                limit=args.eval_limit,
-                prompts=model_prompts(sft_model),
-            )
-            _say("before: " + shlex.join(cmd))
-            rc, secs = run_logged(cmd, out / "logs" / "eval-sft.log")
-            if rc:
-                return fail("before", rc, out / "logs" / "eval-sft.log")
-            record("before", cmd, secs, summary=str(evals["sft"] / "summary.json"))
-            _say(f"before: done in {secs:.0f} s")
+    if "before" in wanted and (rc := evaluate("before", "before", sft_model, evals["sft"], "SFT")):
+        return rc
 
     # 3. RL and 4. after, per credit rule
     for credit in credits:
@@ -448,42 +473,17 @@ def run_pipeline(args: argparse.Namespace) -> int:
                 _say(f"{stage}: done in {secs:.0f} s -> {rl_model}")
         evals[f"r3-{credit}"] = out / f"eval-r3-{credit}"
         if "after" in wanted and rl_model.exists():
-            name = f"after-{credit}"
-            target = evals[f"r3-{credit}"]
-            if _eval_done(target) and "after" not in forced:
-                _say(f"{name}: done ({target})")
-            else:
-                label = "SFT + R3" if credit == "reflection" else f"SFT + R3 ({credit})"
-                cmd = evaluate_command(
-                    rl_model,
-                    data / "test.parquet",
-                    target,
-                    label,
-                    args.seed,
-                    limit=args.eval_limit,
-                    prompts=model_prompts(sft_model),
-                )
-                _say(f"{name}: " + shlex.join(cmd))
-                rc, secs = run_logged(cmd, out / "logs" / f"eval-r3-{credit}.log")
-                if rc:
-                    return fail(name, rc, out / "logs" / f"eval-r3-{credit}.log")
-                record(name, cmd, secs, summary=str(target / "summary.json"))
-                _say(f"{name}: done in {secs:.0f} s")
+            rc = evaluate(f"after-{credit}", "after", rl_model, evals[f"r3-{credit}"], run_label(credit))
+            if rc:
+                return rc
 
     # 5. compare
     if "compare" in wanted:
         present = {k: v for k, v in evals.items() if _eval_done(v)}
         if len(present) >= 2:
-            labels = {"sft": "SFT"} | {
-                f"r3-{c}": ("SFT + R3" if c == "reflection" else f"SFT + R3 ({c})") for c in CREDITS
-            }
-            cmd = [sys.executable, "-m", "r3_plugin", "evaluate", "compare", *map(str, present.values())]
-            cmd += ["--labels", ",".join(labels[k] for k in present), "--output-dir", str(out / "compare")]
-            rc, secs = run_logged(cmd, out / "logs" / "compare.log")
-            if rc:
-                return fail("compare", rc, out / "logs" / "compare.log")
-            record("compare", cmd, secs, table=str(out / "compare" / "compare.md"))
-            _say("compare:\n" + (out / "compare" / "compare.md").read_text())
+            labels = [run_label(k.removeprefix("r3-")) if k != "sft" else "SFT" for k in present]
+            if rc := compare("compare", list(present.values()), out / "compare", labels):
+                return rc
         else:
             _say("compare: skipped (needs the before and an after evaluation)")
 
@@ -491,43 +491,14 @@ def run_pipeline(args: argparse.Namespace) -> int:
     if "sampled" in wanted and args.sampled_temperature > 0:
         t = args.sampled_temperature
         sampled: dict[str, Path] = {}
-        models = {"sft": (sft_model, "SFT")} | {
-            f"r3-{c}": (out / f"rl-{c}" / "model", "SFT + R3" if c == "reflection" else f"SFT + R3 ({c})")
-            for c in credits
-        }
+        models = {"sft": (sft_model, "SFT")} | {f"r3-{c}": (out / f"rl-{c}" / "model", run_label(c)) for c in credits}
         for key, (model, label) in models.items():
-            if not (model / "config.json").exists():
-                continue
-            target = out / f"eval-{key}-t{t:g}"
-            sampled[key] = target
-            name = f"sampled-{key}"
-            if _eval_done(target) and "sampled" not in forced:
-                _say(f"{name}: done ({target})")
-                continue
-            cmd = evaluate_command(
-                model,
-                data / "test.parquet",
-                target,
-                f"{label}, T={t:g}",
-                args.seed,
-                limit=args.eval_limit,
-                prompts=model_prompts(sft_model),
-                temperature=t,
-            )
-            _say(f"{name}: " + shlex.join(cmd))
-            rc, secs = run_logged(cmd, out / "logs" / f"eval-{key}-t{t:g}.log")
-            if rc:
-                return fail(name, rc, out / "logs" / f"eval-{key}-t{t:g}.log")
-            record(name, cmd, secs, summary=str(target / "summary.json"))
-            _say(f"{name}: done in {secs:.0f} s")
-        if len(sampled) >= 2:
-            cmd = [sys.executable, "-m", "r3_plugin", "evaluate", "compare", *map(str, sampled.values())]
-            cmd += ["--output-dir", str(out / f"compare-t{t:g}")]
-            rc, secs = run_logged(cmd, out / "logs" / f"compare-t{t:g}.log")
-            if rc:
-                return fail("compare-sampled", rc, out / "logs" / f"compare-t{t:g}.log")
-            record("compare-sampled", cmd, secs, table=str(out / f"compare-t{t:g}" / "compare.md"))
-            _say(f"compare (T={t:g}):\n" + (out / f"compare-t{t:g}" / "compare.md").read_text())
+            if (model / "config.json").exists():
+                sampled[key] = out / f"eval-{key}-t{t:g}"
+                if rc := evaluate(f"sampled-{key}", "sampled", model, sampled[key], f"{label}, T={t:g}", t):
+                    return rc
+        if len(sampled) >= 2 and (rc := compare("compare-sampled", list(sampled.values()), out / f"compare-t{t:g}")):
+            return rc
         evals |= {f"{k}-t{t:g}": v for k, v in sampled.items()}
 
     # 6. plot
