@@ -20,6 +20,7 @@ import json
 import random
 import re
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -306,6 +307,31 @@ def test_wrong_retries_can_be_context_only(splits):
         assert flags[-1] is conv.retry.passed  # the retry's tokens are trained only when it passed
         assert sum(flags) == (conv.retry.passed + (not conv.plain_retry))  # the reflection always is
         assert conv.trained_turns()[-1] is True  # the default trains every retry, as before
+
+
+def test_wrong_reflections_can_be_context_only(splits):
+    """train_wrong_reflection=False: a miscopied restatement is context only (the model never learns to
+    miscopy on purpose), while the retry that carries it out is still trained, so the retry still
+    learns to use what its reflection wrote; the tokenized loss mask follows the flags."""
+    convs = _carried_out(splits, 5, "restate", train_wrong_retry=False, train_wrong_reflection=False, retry_prompt="")
+    config = ec.CorpusConfig(train_wrong_retry=False, train_wrong_reflection=False)
+    from r3_plugin.evidence.tokenizer import build_countdown_tokenizer
+
+    tokenizer = build_countdown_tokenizer([m["content"] for c in convs for m in c.messages], vocab_size=512)
+    for conv in convs:
+        flags = conv.trained_by(config)
+        roles = [m["role"] for m in conv.messages]
+        assert roles == ["user", "assistant", "user", "assistant", "assistant"]
+        assert flags[3] is (conv.diagnosis != ec.WRONG)  # the reflection
+        assert flags[4] is (conv.retry.passed or conv.carried)  # the retry
+        assert conv.trained_turns(False, False)[3] is True  # the default trains every reflection, as before
+        if conv.diagnosis == ec.WRONG:
+            (ids,), (mask,) = ec.tokenize_conversations(tokenizer, [conv.messages], trained=[flags])
+            retry_ids = tokenizer.encode(conv.messages[4]["content"], add_special_tokens=False)
+            reflection_ids = tokenizer.encode(conv.messages[3]["content"], add_special_tokens=False)
+            trained = [t for t, m in zip(ids, mask, strict=True) if m]
+            assert trained[: len(retry_ids)] == retry_ids  # only the retry (and its end of turn) is trained
+            assert len(trained) == len(retry_ids) + 1 and len(reflection_ids) > 5
 
 
 @pytest.mark.parametrize(
@@ -620,6 +646,29 @@ def test_pipeline_skips_finished_stages_and_records_results(tmp_path, monkeypatc
     (sampled,) = calls
     assert sampled[sampled.index("--temperature") + 1] == "1.0"
     assert sampled[sampled.index("--output-dir") + 1] == str(tmp_path / "eval-sft-t1")
+    # The given stage evaluates the SFT model with the true restatement in place of its reflection,
+    # then compares it with the SFT model's own evaluation.
+    calls.clear()
+
+    def fake_run(cmd, log, env=None):
+        calls.append(cmd)
+        if "compare" in cmd:
+            target = Path(cmd[cmd.index("--output-dir") + 1])
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "compare.md").write_text("| table |\n")
+        return 0, 0.0
+
+    monkeypatch.setattr(pipeline, "run_logged", fake_run)
+    args = pipeline._parser().parse_args(["--output-dir", str(tmp_path), "--stages", "given"])
+    assert pipeline.run_pipeline(args) == 0
+    given, compare = calls
+    assert given[given.index("--given-reflection") + 1] == ec.RESTATEMENT
+    assert given[given.index("--output-dir") + 1] == str(tmp_path / "eval-sft-given")
+    assert "--temperature" not in given  # greedy, like the results table
+    assert compare[3:7] == ["evaluate", "compare", str(tmp_path / "eval-sft"), str(tmp_path / "eval-sft-given")]
+    assert compare[compare.index("--labels") + 1] == "SFT,SFT (given true restatement)"
+    assert "given" in json.loads((tmp_path / pipeline.RESULTS_FILE).read_text())["stages"]
+    monkeypatch.setattr(pipeline, "run_logged", lambda cmd, log, env=None: calls.append(cmd) or (0, 0.0))
     calls.clear()
     args = pipeline._parser().parse_args(
         ["--output-dir", str(tmp_path), "--stages", "sft", "--force", "sft", "--sft2-steps", "0"]

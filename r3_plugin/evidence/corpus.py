@@ -139,6 +139,11 @@ class CorpusConfig:
     #: fail a retry on purpose; its retries are its best attempt, as its first attempts are). A retry
     #: that carries out a ``restate``/``propose`` reflection is trained either way.
     train_wrong_retry: bool = True
+    #: Train on wrong reflections too (False: a wrong diagnosis or a miscopied restatement is context
+    #: only, like a wrong first attempt, so the model's wrong reflections are its own mistakes, never
+    #: ones it learnt to make on purpose; the retry that carries one out is still trained, so the retry
+    #: still learns to follow what its reflection says).
+    train_wrong_reflection: bool = True
 
     def __post_init__(self) -> None:
         for name in ("first_right", "repeat_error", "plain_retry", "plain_retry_success"):
@@ -259,6 +264,13 @@ def add_mix_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.train_wrong_retry,
         help="train on wrong retries too (--no-train-wrong-retry: they are context only) (default: %(default)s)",
     )
+    parser.add_argument(
+        "--train-wrong-reflection",
+        action=argparse.BooleanOptionalAction,
+        default=d.train_wrong_reflection,
+        help="train on wrong reflections too (--no-train-wrong-reflection: they are context only, the retry "
+        "that carries one out is still trained) (default: %(default)s)",
+    )
 
 
 def mix_from_args(args: argparse.Namespace) -> CorpusConfig:
@@ -275,6 +287,7 @@ def mix_from_args(args: argparse.Namespace) -> CorpusConfig:
             reflection_style=args.reflection_style,
             vague_variants=args.vague_variants,
             train_wrong_retry=args.train_wrong_retry,
+            train_wrong_reflection=args.train_wrong_reflection,
             retry_prompt=args.retry_prompt,
             think=args.think,
             solution=args.solution,
@@ -385,16 +398,26 @@ class R3Conversation:
     #: True: the retry carries out what the reflection said (``restate``/``propose`` styles).
     carried: bool = False
 
-    def trained_turns(self, train_wrong_first: bool = False, train_wrong_retry: bool = True) -> list[bool]:
+    def trained_turns(
+        self, train_wrong_first: bool = False, train_wrong_retry: bool = True, train_wrong_reflection: bool = True
+    ) -> list[bool]:
         """Per message: whether its tokens are trained (assistant turns; a wrong first attempt only
-        with ``train_wrong_first``; a wrong retry only with ``train_wrong_retry`` or when it carries out
-        its reflection, which teaches the retry to follow what the reflection says)."""
+        with ``train_wrong_first``; a wrong reflection only with ``train_wrong_reflection``; a wrong
+        retry only with ``train_wrong_retry`` or when it carries out its reflection, which teaches the
+        retry to follow what the reflection says)."""
         out = [m["role"] == "assistant" for m in self.messages]
+        assistant = [i for i, m in enumerate(self.messages) if m["role"] == "assistant"]
         if not (train_wrong_first or self.first.passed):
-            out[out.index(True)] = False
+            out[assistant[0]] = False
+        if self.reflection is not None and self.diagnosis == WRONG and not train_wrong_reflection:
+            out[assistant[1]] = False
         if self.retry is not None and not (train_wrong_retry or self.retry.passed or self.carried):
-            out[len(out) - 1 - out[::-1].index(True)] = False
+            out[assistant[-1]] = False
         return out
+
+    def trained_by(self, config: CorpusConfig) -> list[bool]:
+        """:meth:`trained_turns` with the flags of ``config``."""
+        return self.trained_turns(config.train_wrong_first, config.train_wrong_retry, config.train_wrong_reflection)
 
     def record(self) -> dict[str, Any]:
         """A flat row for parquet/JSONL (without tokens)."""
@@ -633,10 +656,14 @@ def wrong_fix(task: CountdownTask, rng: random.Random) -> str | None:
     return None
 
 
+#: The ``restate`` reflection as an ``r3 evaluate run --given-reflection`` template (ground-truth fields).
+RESTATEMENT = "I must use each of {numbers} exactly once to make {target}."
+
+
 def restate_text(numbers: Sequence[int], target: int) -> str:
     """The reflection of the ``restate`` style: the numbers and target restated, last, so that the
     retry copies them from a near-fixed offset."""
-    return f"I must use each of {list(numbers)} exactly once to make {target}."
+    return RESTATEMENT.format(numbers=list(numbers), target=target)
 
 
 def wrong_numbers(task: CountdownTask, rng: random.Random) -> list[int]:
@@ -1135,7 +1162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ids, masks = tokenize_conversations(
         tokenizer,
         [c.messages for c in convs],
-        trained=[c.trained_turns(config.train_wrong_first, config.train_wrong_retry) for c in convs],
+        trained=[c.trained_by(config) for c in convs],
     )
     t4 = time.perf_counter()
     write_rl_data(splits, out / "data")

@@ -29,7 +29,10 @@ Stages (each skipped when its output already exists, so a killed run resumes whe
 5. ``compare``: ``r3 evaluate compare`` -> OUTPUT_DIR/compare/{compare.md,compare.json,compare.png}
 6. ``sampled``: both evaluations again at ``--sampled-temperature`` (R3's rollout temperature) ->
    OUTPUT_DIR/eval-*-tT, OUTPUT_DIR/compare-tT
-7. ``plot``: the training curve (reward, retry success, validation) from verl's metrics -> OUTPUT_DIR/curve.png,
+7. ``given``: the SFT model evaluated with the true restatement written in place of its reflection
+   (``--given-reflection``): what its retry does after the best reflection of the kind it learnt, a
+   bound on what training the reflection can reach -> OUTPUT_DIR/eval-sft-given, OUTPUT_DIR/compare-given
+8. ``plot``: the training curve (reward, retry success, validation) from verl's metrics -> OUTPUT_DIR/curve.png,
    and OUTPUT_DIR/reflections.md (failed episodes by kind of reflection, per R3 step and per evaluation)
 
 Training and evaluation pose the episode the way the SFT model learnt it (``model_prompts``: its
@@ -51,10 +54,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from r3_plugin.evidence.corpus import RESTATEMENT
 from r3_plugin.local.trainer_run import prompt_overrides, validation_metric
 from r3_plugin.tools.data.countdown import model_prompts
 
-STAGES = ("sft", "before", "rl", "after", "compare", "sampled", "plot")
+STAGES = ("sft", "before", "rl", "after", "compare", "sampled", "given", "plot")
 CREDITS = ("reflection", "reflection_and_retry")
 RESULTS_FILE = "results.json"
 #: The second SFT stage's recipe (r3_plugin.evidence.sft.RECIPES): reflections that restate the task.
@@ -94,9 +98,11 @@ def evaluate_command(
     limit: int | None = None,
     prompts: Mapping[str, str] | None = None,
     temperature: float | None = None,
+    given_reflection: str | None = None,
 ) -> list[str]:
     """``r3 evaluate run`` with the vLLM backend (greedy unless ``temperature``); ``prompts`` (e.g.
-    ``{"retry_prompt": ""}``) pose the episode the way the model was trained."""
+    ``{"retry_prompt": ""}``) pose the episode the way the model was trained; ``given_reflection``
+    (a template) replaces the model's reflection."""
     cmd = [
         python or sys.executable,
         "-m",
@@ -125,6 +131,8 @@ def evaluate_command(
         cmd += ["--limit", str(limit)]
     for key, text in (prompts or {}).items():
         cmd += ["--" + key.replace("_", "-"), text]
+    if given_reflection is not None:
+        cmd += ["--given-reflection", given_reflection]
     if temperature:
         cmd += ["--temperature", str(temperature)]
     return cmd
@@ -329,7 +337,15 @@ def run_pipeline(args: argparse.Namespace) -> int:
         _say(f"{name}: FAILED (exit {rc}); see {log}")
         return rc or 1
 
-    def evaluate(name: str, stage: str, model: Path, target: Path, label: str, temperature: float | None = None) -> int:
+    def evaluate(
+        name: str,
+        stage: str,
+        model: Path,
+        target: Path,
+        label: str,
+        temperature: float | None = None,
+        given_reflection: str | None = None,
+    ) -> int:
         """``r3 evaluate run`` of ``model`` on the test split into ``target``, posed as the SFT model
         learnt the episode; skipped when done (unless ``stage`` is forced). Returns the exit code."""
         if _eval_done(target) and stage not in forced:
@@ -344,6 +360,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
             limit=args.eval_limit,
             prompts=model_prompts(sft_model),
             temperature=temperature,
+            given_reflection=given_reflection,
         )
         _say(f"{name}: " + shlex.join(cmd))
         log = out / "logs" / f"{target.name}.log"
@@ -500,6 +517,18 @@ def run_pipeline(args: argparse.Namespace) -> int:
         if len(sampled) >= 2 and (rc := compare("compare-sampled", list(sampled.values()), out / f"compare-t{t:g}")):
             return rc
         evals |= {f"{k}-t{t:g}": v for k, v in sampled.items()}
+
+    # 5c. the bound: the SFT model's retry after the best restatement there is (the true one, given)
+    if "given" in wanted and (sft_model / "config.json").exists():
+        target = out / "eval-sft-given"
+        label = "SFT (given true restatement)"  # no comma: compare --labels splits on commas
+        if rc := evaluate("given", "given", sft_model, target, label, given_reflection=RESTATEMENT):
+            return rc
+        evals["sft-given"] = target
+        if _eval_done(evals["sft"]) and (
+            rc := compare("compare-given", [evals["sft"], target], out / "compare-given", ["SFT", label])
+        ):
+            return rc
 
     # 6. plot
     if "plot" in wanted:

@@ -415,7 +415,7 @@ def train(cfg: SFTConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
             split_digits=not cfg.number_tokens,
         )
         tokenizer = as_served(tokenizer)  # the ids vLLM and verl will produce from the saved model
-    trained = [c.trained_turns(cfg.mix.train_wrong_first, cfg.mix.train_wrong_retry) for c in convs]
+    trained = [c.trained_by(cfg.mix) for c in convs]
     ids, masks = tokenize_conversations(tokenizer, [c.messages for c in convs], trained=trained)
     write_rl_data(splits, out / "data")
     if cfg.write_corpus:
@@ -641,6 +641,7 @@ def _parse_args(argv: Sequence[str] | None) -> SFTConfig:
         "reflection_style",
         "vague_variants",
         "train_wrong_retry",
+        "train_wrong_reflection",
         "retry_prompt",
         "think",
         "solution",

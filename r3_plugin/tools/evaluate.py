@@ -98,6 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "training has no control episodes)",
     )
     run_p.add_argument(
+        "--given-reflection",
+        metavar="TEMPLATE",
+        help="write this reflection instead of generating one, filled from each row's ground truth, e.g. "
+        "'I must use each of {numbers} exactly once to make {target}.': what the retry does after a "
+        "reflection of your choosing (a bound on what training the reflection can reach)",
+    )
+    run_p.add_argument(
         "--max-episode-tokens",
         type=positive_int,
         help="token budget of a whole episode, like training's response length",
@@ -153,6 +160,7 @@ def episode_config_from_args(args: argparse.Namespace) -> EpisodeConfig:
 
 def _run(args: argparse.Namespace) -> int:
     from r3_plugin.tools.evaluation.accounting import summarize_by_data_source, summarize_records
+    from r3_plugin.tools.evaluation.given_reflection import given_reflections
     from r3_plugin.tools.evaluation.report import render_report
     from r3_plugin.tools.evaluation.runner import EvalConfig, evaluate_rows
 
@@ -174,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
             max_episode_tokens=args.max_episode_tokens,
             seed=args.seed,
             transcripts=not args.no_transcripts,
+            given_reflections=given_reflections(args.given_reflection, rows) if args.given_reflection else None,
         )
         check_backend_args(args)
     except (DatasetError, ValueError, KeyError) as exc:
@@ -189,6 +198,8 @@ def _run(args: argparse.Namespace) -> int:
         "control": config.control,
         "verifier": args.verifier,
         "max_episode_tokens": config.max_episode_tokens,
+        # only when set, so that runs journaled before the option existed still resume
+        **({"given_reflection": args.given_reflection} if args.given_reflection else {}),
     }
     journal_path = os.path.join(out_dir, EPISODES_FILE)
     try:
@@ -230,6 +241,7 @@ def _run(args: argparse.Namespace) -> int:
             "episode": dataclasses.asdict(episode),
             "control": config.control,
             "max_episode_tokens": config.max_episode_tokens,
+            "given_reflection": args.given_reflection,
             "resumed_rows": len(done_before),
             "elapsed_s": round(elapsed, 3),
             "episodes_per_s": new_episodes / elapsed if elapsed > 0 else 0.0,

@@ -49,6 +49,8 @@ class EvalConfig:
     seed: int | None = 0
     #: keep full message transcripts in the records
     transcripts: bool = True
+    #: reflection text per row index, written instead of generated (see given_reflection.py)
+    given_reflections: dict[int, str] | None = None
 
 
 @dataclass
@@ -60,8 +62,15 @@ class _AnnouncingConversation(ChatConversation):
     """
 
     on_first_attempt: Callable[[Generation], None] | None = None
+    #: written as the reflection instead of generating one (0 generated tokens)
+    given_reflection: str | None = None
 
     async def generate(self, kind: TurnKind, max_tokens: int | None) -> Generation:
+        if kind == TurnKind.REFLECTION and self.given_reflection is not None:
+            await self.add_assistant(self.given_reflection)
+            gen = Generation(text=self.given_reflection, num_tokens=0)
+            self.turns.append((kind, gen))
+            return gen
         gen = await super().generate(kind, max_tokens)
         if kind == TurnKind.ATTEMPT and self.on_first_attempt is not None:
             callback, self.on_first_attempt = self.on_first_attempt, None
@@ -84,6 +93,7 @@ def _conversation(
         max_episode_tokens=config.max_episode_tokens,
         seed=episode_seed(config.seed, row.row_index, 0, stream=stream),
         on_first_attempt=on_first_attempt,
+        given_reflection=(config.given_reflections or {}).get(row.row_index),
     )
 
 
