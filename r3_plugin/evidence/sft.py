@@ -38,7 +38,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -629,27 +629,9 @@ def _parse_args(argv: Sequence[str] | None) -> SFTConfig:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
     mix = mix_from_args(a)
     distribution = distribution_from_args(a)
-    mix_keys = {
-        "no_progress",
-        "first_right",
-        "error_weights",
-        "diagnosis_weights",
-        "retry_success",
-        "plain_retry",
-        "plain_retry_success",
-        "train_wrong_first",
-        "reflection_style",
-        "vague_variants",
-        "train_wrong_retry",
-        "train_wrong_reflection",
-        "retry_prompt",
-        "think",
-        "solution",
-        "operand_counts",
-        "number_range",
-        "target_range",
-    }
-    values = {k: v for k, v in vars(a).items() if k not in mix_keys}
+    # The corpus-mix and distribution options (read above) are named after their dataclasses' fields.
+    read = {f.name for f in fields(CorpusConfig)} | {f.name for f in fields(Distribution)} | {"no_progress"}
+    values = {k: v for k, v in vars(a).items() if k not in read}
     return SFTConfig(**values, mix=mix, distribution=distribution, progress=False if a.no_progress else None)
 
 

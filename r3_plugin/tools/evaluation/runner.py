@@ -58,7 +58,9 @@ class _AnnouncingConversation(ChatConversation):
     """A chat conversation that calls ``on_first_attempt`` the moment its first attempt exists.
 
     The call happens before the episode goes on, so a task started there submits its first request
-    in the same event-loop round as the reflection and lands in the same micro-batch.
+    in the same event-loop round as the reflection and lands in the same micro-batch. With
+    ``given_reflection`` set, a reflection turn writes that text instead of generating one; the
+    policy (``run_episode``) is unchanged and cannot tell.
     """
 
     on_first_attempt: Callable[[Generation], None] | None = None
